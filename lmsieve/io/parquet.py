@@ -1,0 +1,101 @@
+"""Reading and writing document shards.
+
+Reads project only the columns a step needs and validate each file on its own, so an error names
+the file and the row. Writes are zstd Parquet in bounded row groups, under a temporary name that
+is renamed into place; a run's ``manifest.json`` is written last (see ``lmsieve.io.output``).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lmsieve.io.paths import expand_paths, file_size, open_file
+from lmsieve.schemas.document import ID, first_duplicate, validate_documents
+from lmsieve.schemas.errors import InputError
+
+ROW_GROUP_BYTES = 128 << 20
+ROW_GROUP_MAX_ROWS = 100_000
+
+
+@dataclass
+class InputFile:
+    path: str
+    rows: int
+    size: int
+    sha256: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "rows": self.rows, "bytes": self.size, "sha256": self.sha256}
+
+
+def sha256_file(path: str, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open_file(path) as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def read_parquet_file(path: str, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file, with a clear error naming it when it is truncated or not Parquet."""
+    try:
+        with open_file(path) as f:
+            pf = pq.ParquetFile(f)
+            present = pf.schema_arrow.names
+            cols = None if columns is None else [c for c in columns if c in present]
+            return pf.read(columns=cols)
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise InputError("no such file", path) from None
+        raise InputError(f"not a readable Parquet file ({exc})", path) from None
+
+
+def read_documents(
+    spec,
+    columns: list[str] | None = None,
+    require_text: bool = True,
+    checksums: bool = False,
+) -> tuple[pa.Table, list[InputFile]]:
+    """Read and validate documents from files; returns the table and what was read.
+
+    ``columns``: the columns to read (``id`` and, with ``require_text``, ``text`` are always
+    read); ``None`` reads all. Ids must be unique across all files.
+    """
+    paths = expand_paths(spec)
+    need = ["id", "text"] if require_text else ["id"]
+    cols = None if columns is None else list(dict.fromkeys(need + list(columns)))
+    tables, files, offset = [], [], 0
+    seen_in: dict[str, tuple[str, int]] = {}
+    for p in paths:
+        t = read_parquet_file(p, cols)
+        t = validate_documents(t, source=p, require_text=require_text)
+        ids = t.column(ID).to_pylist()
+        if len(paths) > 1:
+            for row, i in enumerate(ids):
+                prev = seen_in.get(i)
+                if prev is not None:
+                    raise InputError(f"duplicate id {i!r} (also in {prev[0]}, row {prev[1]})", p, row)
+                seen_in[i] = (p, row)
+        tables.append(t)
+        files.append(InputFile(p, t.num_rows, file_size(p), sha256_file(p) if checksums else None))
+        offset += t.num_rows
+    table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    return table, files
+
+
+def write_table(table: pa.Table, path: str) -> None:
+    """Write zstd Parquet to ``path`` with bounded row groups (caller handles atomicity)."""
+    rows = max(1, table.num_rows)
+    bytes_per_row = max(1, table.nbytes // rows)
+    rg = int(min(ROW_GROUP_MAX_ROWS, max(1, ROW_GROUP_BYTES // bytes_per_row)))
+    with open_file(path, "wb") as f:
+        pq.write_table(table, f, compression="zstd", row_group_size=rg)
+
+
+__all__ = ["InputFile", "first_duplicate", "read_documents", "read_parquet_file", "sha256_file", "write_table"]
