@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from lmsieve.io.inputs import load_docs
 from lmsieve.sampling.select import Budget, select as select_indices
-from lmsieve.schemas.document import DOMAIN, ID, TEXT
+from lmsieve.schemas.document import ID, TEXT
 from lmsieve.schemas.errors import ConfigError
 from lmsieve.selectors.base import Selector, get_selector_class
 
@@ -144,6 +144,32 @@ def run_selection(selector: Selector, table: pa.Table, budget: Budget, *, seed: 
     return Selection(table, indices, scores, eligible, budget, ranking, seed)
 
 
+def fit_and_score(method: str, target, table: pa.Table, pool_sample=None, progress: bool = False,
+                  **params) -> tuple[Selector, np.ndarray, np.ndarray]:
+    """Fit (with ``table`` as the pool sample unless one is given) and score ``table``.
+
+    A selector with ``fit_score`` (DSIR) featurizes the pool once for both steps."""
+    sel = make_selector(method, **params)
+    if pool_sample is None and hasattr(sel, "fit_score"):
+        tgt = {k: load_docs(v, name=f"target {k}")[0] for k, v in target.items()} if isinstance(target, dict) \
+            else load_docs(target, name="target")[0]
+        if not isinstance(tgt, dict) and tgt.num_rows == 0:
+            raise ConfigError("the target set is empty")
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=table.num_rows, unit="doc", desc=f"featurizing and scoring ({sel.name})")
+        s, e = sel.fit_score(list(tgt.values()) if isinstance(tgt, dict) else tgt, table,
+                             progress=bar.update if bar else None)
+        if bar:
+            bar.close()
+        return sel, s, e
+    sel = fit_selector(sel, target, pool=pool_sample if pool_sample is not None else table)
+    s, e = score_table(sel, table, progress=progress)
+    return sel, s, e
+
+
 def score(docs, method: str, target, *, pool_sample=None, progress: bool = False, **params) -> np.ndarray:
     """Scores aligned with ``docs`` (higher is better unless the method says otherwise).
 
@@ -151,9 +177,7 @@ def score(docs, method: str, target, *, pool_sample=None, progress: bool = False
     :func:`select` for selection, which excludes them.
     """
     table, _ = load_docs(docs, name="pool")
-    sel = fit_selector(method, target, pool=pool_sample if pool_sample is not None else table, **params)
-    s, _ = score_table(sel, table, progress=progress)
-    return s
+    return fit_and_score(method, target, table, pool_sample, progress, **params)[1]
 
 
 def select(docs, method: str, target, keep=None, seed: int = 0, *, keep_chars_fraction: float | None = None,
@@ -166,9 +190,9 @@ def select(docs, method: str, target, keep=None, seed: int = 0, *, keep_chars_fr
     """
     budget = make_budget(keep, keep_chars_fraction, threshold)
     table, _ = load_docs(docs, name="pool")
-    sel = fit_selector(method, target, pool=pool_sample if pool_sample is not None else table, **params)
+    sel, s, e = fit_and_score(method, target, table, pool_sample, progress, **params)
     return run_selection(sel, table, budget, seed=seed, ranking=ranking, temperature=temperature,
-                         progress=progress).selected
+                         scores=s, eligible=e).selected
 
 
-__all__ = ["Selection", "fit_selector", "make_budget", "make_selector", "run_selection", "score", "score_table", "select"]
+__all__ = ["Selection", "fit_and_score", "fit_selector", "make_budget", "make_selector", "run_selection", "score", "score_table", "select"]

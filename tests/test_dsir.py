@@ -50,6 +50,19 @@ def test_fit_budget_stops_after_the_crossing_document():
     assert d.raw_counts_.sum() == 19 * 3  # 19, 38 (<= 40), 57 (> 40: included, then stop)
 
 
+@pytest.mark.parametrize("budget", ["auto", 30_000])
+def test_fit_score_equals_fit_then_score(budget):
+    pool = pool_slice(400)
+    target = target_set("heldout_manpages").slice(0, 30)
+    a = DSIR(num_tokens_to_fit=budget).fit(target, pool)
+    s1, e1 = a.score_and_mask(pool)
+    b = DSIR(num_tokens_to_fit=budget)
+    s2, e2 = b.fit_score(target, pool, batch_rows=64)  # batches cross the budget mid-way
+    np.testing.assert_array_equal(a.raw_counts_, b.raw_counts_)
+    np.testing.assert_array_equal(s1, s2)
+    np.testing.assert_array_equal(e1, e2)
+
+
 def test_separate_targets_allocation_and_masking():
     d = DSIR(separate_targets=True, target_proportions=[1, 2]).fit_counts(np.ones(10000), [np.ones(10000), np.ones(10000)])
     assert d.allocate(10) == [3, 7]  # floor(10/3)=3, remainder to the last

@@ -51,8 +51,8 @@ def test_golden_buckets():
 
 def test_golden_feature_count():
     occ = HashedNgramFeaturizer().transform(["Alice went to the store"])
-    assert len(occ.doc) == 9  # 5 unigrams + 4 bigrams
-    c = occ.counts().toarray()[0]
+    assert occ.counts.sum() == 9  # 5 unigrams + 4 bigrams
+    c = occ.to_scipy().toarray()[0]
     assert c[6720] >= 1 and c[114] >= 1
     assert c.sum() == 9
 
@@ -77,7 +77,7 @@ def test_tokenizer_matches_nltk_on_real_documents():
 def test_counts_equal_reference_featurizer():
     texts = pool_slice(250, ("text",)).column("text").to_pylist() + TRICKY
     occ = HashedNgramFeaturizer().transform(texts)
-    ours = occ.counts().toarray()
+    ours = occ.to_scipy().toarray()
     for i, t in enumerate(texts):
         np.testing.assert_array_equal(ours[i], reference_counts(t), err_msg=f"doc {i}")
 
@@ -85,17 +85,32 @@ def test_counts_equal_reference_featurizer():
 def test_trigrams_and_bucket_count_equal_reference():
     texts = pool_slice(40, ("text",)).column("text").to_pylist() + TRICKY
     occ = HashedNgramFeaturizer(num_buckets=4096, ngrams=3).transform(texts)
-    ours = occ.counts().toarray()
+    ours = occ.to_scipy().toarray()
     for i, t in enumerate(texts):
         np.testing.assert_array_equal(ours[i], reference_counts(t, n=3, num_buckets=4096))
 
 
 def test_sub_batching_does_not_change_features():
     texts = pool_slice(120, ("text",)).column("text")
-    whole = HashedNgramFeaturizer().transform(texts).counts().toarray()
+    whole = HashedNgramFeaturizer().transform(texts).to_scipy().toarray()
     small = HashedNgramFeaturizer()
     small.chunk_bytes = 5000  # forces many internal sub-batches, some of one document
-    np.testing.assert_array_equal(small.transform(texts).counts().toarray(), whole)
+    np.testing.assert_array_equal(small.transform(texts).to_scipy().toarray(), whole)
+
+
+def test_arrow_round_trip_and_sorted_rows():
+    from lmsieve.features.ngrams import NgramCounts
+
+    texts = pool_slice(50, ("text",)).column("text").to_pylist() + ["", "x"]
+    c = HashedNgramFeaturizer().transform(texts)
+    for i in range(c.n_docs):
+        row = c.indices[c.indptr[i]:c.indptr[i + 1]]
+        assert np.all(np.diff(row) > 0)
+    b, n = c.to_arrow()
+    back = NgramCounts.from_arrow(b, n, 10000)
+    np.testing.assert_array_equal(back.to_scipy().toarray(), c.to_scipy().toarray())
+    w = np.random.default_rng(0).normal(size=10000)
+    assert np.array_equal(back.dot(w), c.dot(w))  # bit-identical
 
 
 def test_word_count_round_trip():
@@ -117,3 +132,27 @@ def test_lower_mismatch_list_is_complete():
     mismatch = regex.compile("[" + LOWER_MISMATCH + "]")
     missed = [hex(cps[i]) for i in range(len(cps)) if arrow_lower[i] != chars[i].lower() and not mismatch.match(chars[i])]
     assert missed == []
+
+
+_ALPHABET = "aZ9_ .,;!?-\t\n\x0b\x0c\r\x1c\x1f\x85\xa0\u2028\u3000İΣσςßǅé\u0301\u0307ı漢🙂𝔘𐵐\ua7cb\u200b"
+
+
+def test_fuzz_tokenizer_and_counts_match_reference():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    texts = st.text(alphabet=st.one_of(st.sampled_from(_ALPHABET), st.characters(codec="utf-8")), max_size=60)
+
+    @settings(max_examples=400, deadline=None, derandomize=True, database=None)
+    @given(st.lists(texts, min_size=1, max_size=6))
+    def check(batch):
+        doc, toks = tokenize_batch(pa.array(batch, pa.string()))
+        got = [[] for _ in batch]
+        for d, t in zip(doc.tolist(), toks.to_pylist()):
+            got[d].append(t)
+        assert got == [nltk_tokens(t) for t in batch]
+        counts = HashedNgramFeaturizer(num_buckets=997).transform(batch).to_scipy().toarray()
+        for i, t in enumerate(batch):
+            np.testing.assert_array_equal(counts[i], reference_counts(t, num_buckets=997))
+
+    check()

@@ -19,13 +19,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from lmsieve.api import fit_selector, score_table
+    from lmsieve.api import fit_and_score
     from lmsieve.io.inputs import load_docs
     from lmsieve.io.parquet import write_table
 
     pool, _ = load_docs(one_or_many(args.pool), name="pool")
-    sel = fit_selector(args.method, one_or_many(args.target), pool=pool, **parse_params(args.param))
-    scores, eligible = score_table(sel, pool, progress=not args.no_progress)
+    sel, scores, eligible = fit_and_score(args.method, one_or_many(args.target), pool, progress=not args.no_progress,
+                                          **parse_params(args.param))
     out = args.out
     os.makedirs(os.path.dirname(os.path.abspath(out)) or ".", exist_ok=True)
     tmp = out + ".tmp"

@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from lmsieve.api import fit_selector, make_budget, run_selection
+    from lmsieve.api import fit_and_score, make_budget, run_selection
     from lmsieve.io.inputs import load_docs
     from lmsieve.io.output import RunOutput
     from lmsieve.io.parquet import write_table
@@ -49,10 +49,10 @@ def run(args) -> int:
         from lmsieve.schemas.errors import ConfigError
 
         raise ConfigError("the target set is empty")
-    sel = fit_selector(args.method, target, pool=pool, **params)
     budget = make_budget(args.keep if args.keep is not None else args.keep_fraction, args.keep_chars_fraction)
+    sel, scores, eligible = fit_and_score(args.method, target, pool, progress=not args.no_progress, **params)
     res = run_selection(sel, pool, budget, seed=args.seed, ranking=args.ranking, temperature=args.temperature,
-                        progress=not args.no_progress)
+                        scores=scores, eligible=eligible)
     chosen = res.selected
     mask = np.zeros(pool.num_rows, dtype=bool)
     mask[res.indices] = True

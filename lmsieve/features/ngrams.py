@@ -68,34 +68,82 @@ def hash_bucket(s: str, num_buckets: int = 10000) -> int:
 
 
 @dataclass
-class NgramOccurrences:
-    """Every hashed n-gram occurrence of a batch: ``doc[i]`` holds an n-gram in ``bucket[i]``."""
+class NgramCounts:
+    """Sparse per-document bucket counts in CSR layout, buckets ascending within a document.
 
-    doc: np.ndarray  # int64, document row in the batch
-    bucket: np.ndarray  # int64
-    n_docs: int
+    This canonical layout is what the features job stores (``list<int32>`` columns) and what
+    every score is computed from, so scores are bit-identical in-process and in Beam, whatever
+    the batching: sums run per document in bucket order.
+    """
+
+    indptr: np.ndarray  # int64, n_docs + 1
+    indices: np.ndarray  # int32 bucket ids
+    counts: np.ndarray  # int32
     num_buckets: int
 
-    def counts(self):
-        """Sparse (n_docs × num_buckets) CSR count matrix."""
-        import scipy.sparse as sp
+    @property
+    def n_docs(self) -> int:
+        return len(self.indptr) - 1
 
-        return sp.csr_matrix(
-            (np.ones(len(self.doc), dtype=np.int64), (self.doc, self.bucket)),
-            shape=(self.n_docs, self.num_buckets),
-        )
+    def row_ids(self) -> np.ndarray:
+        return np.repeat(np.arange(self.n_docs, dtype=np.int64), np.diff(self.indptr))
 
     def total_counts(self) -> np.ndarray:
-        """Counts summed over the batch (length num_buckets, int64)."""
-        return np.bincount(self.bucket, minlength=self.num_buckets).astype(np.int64)
+        """Counts summed over documents (length num_buckets, int64)."""
+        return np.bincount(self.indices, weights=self.counts, minlength=self.num_buckets).astype(np.int64)
 
     def per_doc(self) -> np.ndarray:
         """Number of n-gram features per document."""
-        return np.bincount(self.doc, minlength=self.n_docs).astype(np.int64)
+        return np.bincount(self.row_ids(), weights=self.counts, minlength=self.n_docs).astype(np.int64)
 
     def dot(self, weights: np.ndarray) -> np.ndarray:
-        """Σ_occurrences weights[bucket] per document (= counts @ weights)."""
-        return np.bincount(self.doc, weights=weights[self.bucket], minlength=self.n_docs)
+        """counts @ weights per document (summed in bucket order)."""
+        return np.bincount(self.row_ids(), weights=self.counts * weights[self.indices], minlength=self.n_docs)
+
+    def to_scipy(self):
+        import scipy.sparse as sp
+
+        return sp.csr_matrix((self.counts, self.indices, self.indptr), shape=(self.n_docs, self.num_buckets))
+
+    def to_arrow(self) -> tuple[pa.ListArray, pa.ListArray]:
+        """(buckets, counts) as list<int32> columns aligned with the documents."""
+        off = pa.array(self.indptr.astype(np.int32) if self.indptr[-1] < 2**31 else self.indptr)
+        mk = pa.ListArray.from_arrays if off.type == pa.int32() else pa.LargeListArray.from_arrays
+        return mk(off, pa.array(self.indices, pa.int32())), mk(off, pa.array(self.counts, pa.int32()))
+
+    @classmethod
+    def from_arrow(cls, buckets, counts, num_buckets: int) -> "NgramCounts":
+        """Inverse of :meth:`to_arrow` (columns may be chunked)."""
+        if isinstance(buckets, pa.ChunkedArray):
+            buckets, counts = buckets.combine_chunks(), counts.combine_chunks()
+        lens = pc.list_value_length(buckets).to_numpy(zero_copy_only=False).astype(np.int64)
+        indptr = np.zeros(len(lens) + 1, dtype=np.int64)
+        np.cumsum(lens, out=indptr[1:])
+        return cls(indptr, pc.list_flatten(buckets).to_numpy(zero_copy_only=False).astype(np.int32),
+                   pc.list_flatten(counts).to_numpy(zero_copy_only=False).astype(np.int32), num_buckets)
+
+    @classmethod
+    def concat(cls, parts: list["NgramCounts"], num_buckets: int) -> "NgramCounts":
+        if not parts:
+            return cls(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32), num_buckets)
+        shifts = np.cumsum([0] + [p.indptr[-1] for p in parts[:-1]])
+        indptr = np.concatenate([parts[0].indptr[:1]] + [p.indptr[1:] + s for p, s in zip(parts, shifts)])
+        return cls(indptr, np.concatenate([p.indices for p in parts]), np.concatenate([p.counts for p in parts]),
+                   num_buckets)
+
+    @classmethod
+    def from_occurrences(cls, doc: np.ndarray, bucket: np.ndarray, n_docs: int, num_buckets: int) -> "NgramCounts":
+        key = doc * np.int64(num_buckets) + bucket
+        if n_docs * num_buckets <= 1 << 24:  # dense counting: no sort
+            dense = np.bincount(key, minlength=n_docs * num_buckets)
+            nz = np.flatnonzero(dense)
+            cnt = dense[nz]
+        else:
+            nz, cnt = np.unique(key, return_counts=True)
+        rows = nz // num_buckets
+        indptr = np.zeros(n_docs + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n_docs), out=indptr[1:])
+        return cls(indptr, (nz % num_buckets).astype(np.int32), cnt.astype(np.int32), num_buckets)
 
 
 class HashedNgramFeaturizer:
@@ -117,27 +165,23 @@ class HashedNgramFeaturizer:
     #: Text bytes per internal sub-batch: large enough to share hashing of repeated n-grams,
     #: small enough to stay in cache (measured fastest around 1,000 pool documents).
     chunk_bytes = 4 << 20
+    chunk_docs = 1024
 
-    def transform(self, batch) -> NgramOccurrences:
+    def transform(self, batch) -> NgramCounts:
+        """Sparse bucket counts of every document of the batch."""
         texts = text_array(batch)
         parts, start, n = [], 0, len(texts)
         ends = np.cumsum(pc.binary_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)) if n else []
         while start < n:
             stop = max(int(np.searchsorted(ends, (ends[start - 1] if start else 0) + self.chunk_bytes)), start + 1)
-            stop = min(stop, n)
+            stop = min(stop, n, start + self.chunk_docs)
             tok_doc, tokens = tokenize_batch(texts.slice(start, stop - start))
-            occ = self._hash(tok_doc, tokens, stop - start)
-            occ.doc += start
-            parts.append(occ)
+            doc, bucket = self._hash(tok_doc, tokens)
+            parts.append(NgramCounts.from_occurrences(doc, bucket, stop - start, self.num_buckets))
             start = stop
-        if not parts:
-            return NgramOccurrences(np.zeros(0, np.int64), np.zeros(0, np.int64), n, self.num_buckets)
-        return NgramOccurrences(
-            doc=np.concatenate([p.doc for p in parts]), bucket=np.concatenate([p.bucket for p in parts]),
-            n_docs=n, num_buckets=self.num_buckets,
-        )
+        return NgramCounts.concat(parts, self.num_buckets)
 
-    def word_counts(self, occ: NgramOccurrences) -> np.ndarray:
+    def word_counts(self, occ: NgramCounts) -> np.ndarray:
         """Word count per document recovered from its feature count (DSIR's length metadata):
         (features + n(n−1)/2) // n, exact for every document with at least n−1 words."""
         n = self.ngrams
@@ -150,7 +194,8 @@ class HashedNgramFeaturizer:
         B, sha, from_bytes = self.num_buckets, hashlib.sha256, int.from_bytes
         return np.array([from_bytes(sha(k).digest(), "big") % B for k in keys], dtype=np.int64)
 
-    def _hash(self, tok_doc: np.ndarray, tokens: pa.Array, n_docs: int) -> NgramOccurrences:
+    def _hash(self, tok_doc: np.ndarray, tokens: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """(document, bucket) of every n-gram occurrence."""
         enc = pc.dictionary_encode(tokens)
         codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         uniq = enc.dictionary
@@ -180,10 +225,7 @@ class HashedNgramFeaturizer:
             gram, n_uniq = nxt, len(first)
             if n_uniq * len(uniq) >= 2**62:
                 raise ConfigError("too many distinct n-grams in one batch; use smaller batches")
-        return NgramOccurrences(
-            doc=np.concatenate(docs), bucket=np.concatenate(buckets), n_docs=n_docs,
-            num_buckets=self.num_buckets,
-        )
+        return np.concatenate(docs), np.concatenate(buckets)
 
 
 def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

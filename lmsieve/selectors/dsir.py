@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmsieve.features.ngrams import HashedNgramFeaturizer, NgramOccurrences
+from lmsieve.features.ngrams import HashedNgramFeaturizer, NgramCounts
 from lmsieve.schemas.errors import ConfigError
 from lmsieve.selectors.base import Selector, register
 
@@ -80,7 +80,9 @@ class DSIR(Selector):
         ``already`` is the feature total counted in earlier batches, so a stream of batches can
         be fitted in order exactly as one pass.
         """
-        occ = self.featurizer.transform(pool_sample)
+        return self._budgeted_counts(self.featurizer.transform(pool_sample), already)
+
+    def _budgeted_counts(self, occ: NgramCounts, already: int) -> tuple[np.ndarray, bool]:
         budget = self.fit_budget
         if budget is None:
             return occ.total_counts(), False
@@ -88,9 +90,9 @@ class DSIR(Selector):
         crossing = np.flatnonzero(per_doc > budget)
         if len(crossing) == 0:
             return occ.total_counts(), False
-        last = int(crossing[0])
-        keep = occ.doc <= last
-        return np.bincount(occ.bucket[keep], minlength=self.featurizer.num_buckets).astype(np.int64), True
+        end = occ.indptr[int(crossing[0]) + 1]  # the crossing document is included
+        head = np.bincount(occ.indices[:end], weights=occ.counts[:end], minlength=self.featurizer.num_buckets)
+        return head.astype(np.int64), True
 
     def fit(self, target, pool_sample=None) -> "DSIR":
         if pool_sample is None:
@@ -98,6 +100,22 @@ class DSIR(Selector):
         raw, _ = self.raw_counts(pool_sample)
         targets = [self.featurizer.transform(t).total_counts() for t in _as_target_list(target)]
         return self.fit_counts(raw, targets)
+
+    def fit_score(self, target, pool, batch_rows: int = 4096, progress=None) -> tuple[np.ndarray, np.ndarray]:
+        """Fit with ``pool`` as the raw sample and score it, featurizing the pool once."""
+        counts, raw, done = [], np.zeros(self._params["num_buckets"], dtype=np.int64), False
+        for start in range(0, pool.num_rows, batch_rows):
+            c = self.featurizer.transform(pool.slice(start, batch_rows))
+            counts.append(c)
+            if not done:
+                part, done = self._budgeted_counts(c, int(raw.sum()))
+                raw += part
+            if progress is not None:
+                progress(c.n_docs)
+        targets = [self.featurizer.transform(t).total_counts() for t in _as_target_list(target)]
+        self.fit_counts(raw, targets)
+        allc = NgramCounts.concat(counts, self._params["num_buckets"])
+        return self.score_counts(allc)
 
     def fit_counts(self, raw_counts: np.ndarray, target_counts) -> "DSIR":
         """Fit from bucket-count vectors (what a distributed job sums with a combiner)."""
@@ -136,8 +154,10 @@ class DSIR(Selector):
         return ks
 
     # -- scoring --------------------------------------------------------------------------------
-    def score_occurrences(self, occ: NgramOccurrences) -> tuple[np.ndarray, np.ndarray]:
-        """(log weights (n,) or (n, targets), eligible) from featurized documents."""
+    def score_counts(self, occ: NgramCounts) -> tuple[np.ndarray, np.ndarray]:
+        """(log weights (n,) or (n, targets), eligible) from featurized documents.
+
+        The one scoring implementation: in-process, Beam (from stored counts) and datatrove."""
         self.check_fitted()
         cols = [occ.dot(row) for row in self.log_diff_]
         words = self.featurizer.word_counts(occ)
@@ -146,7 +166,7 @@ class DSIR(Selector):
         return scores, eligible
 
     def score_and_mask(self, batch) -> tuple[np.ndarray, np.ndarray]:
-        return self.score_occurrences(self.featurizer.transform(batch))
+        return self.score_counts(self.featurizer.transform(batch))
 
     # -- persistence ----------------------------------------------------------------------------
     def _state_arrays(self) -> dict[str, np.ndarray]:
