@@ -176,7 +176,7 @@ def score(docs, method: str, target, *, pool_sample=None, progress: bool = False
     Ineligible documents (e.g. DSIR's under-100-word ones) still get their score; use
     :func:`select` for selection, which excludes them.
     """
-    table, _ = load_docs(docs, name="pool")
+    table, _ = load_docs(docs, name="pool", columns=[ID, TEXT])
     return fit_and_score(method, target, table, pool_sample, progress, **params)[1]
 
 

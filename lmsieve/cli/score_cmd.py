@@ -23,7 +23,7 @@ def run(args) -> int:
     from lmsieve.io.inputs import load_docs
     from lmsieve.io.parquet import write_table
 
-    pool, _ = load_docs(one_or_many(args.pool), name="pool")
+    pool, _ = load_docs(one_or_many(args.pool), name="pool", columns=["id", "text"])
     sel, scores, eligible = fit_and_score(args.method, one_or_many(args.target), pool, progress=not args.no_progress,
                                           **parse_params(args.param))
     out = args.out
