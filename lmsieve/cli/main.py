@@ -18,6 +18,10 @@ COMMAND_MODULES = [
     "lmsieve.cli.score_cmd",
     "lmsieve.cli.select_cmd",
     "lmsieve.cli.demo_cmd",
+    "lmsieve.cli.run_cmd",
+    "lmsieve.cli.featurize_cmd",
+    "lmsieve.cli.train_proxy_cmd",
+    "lmsieve.cli.eval_cmd",
 ]
 
 

@@ -67,8 +67,16 @@ class Selector:
     needs_pool_sample: ClassVar[bool] = False
 
     # -- configuration -------------------------------------------------------------------------
+    #: Parameters that change how a score is computed but never its value (threads, say); kept out
+    #: of fingerprints so changing them does not invalidate stored features.
+    execution_params: ClassVar[tuple[str, ...]] = ()
+
     def get_params(self) -> dict[str, Any]:
         return dict(self._params)
+
+    def fingerprint_params(self) -> dict[str, Any]:
+        """The parameters that determine the scores (for feature fingerprints)."""
+        return {k: v for k, v in self._params.items() if k not in self.execution_params}
 
     def __init__(self, **params: Any):
         self._params = params
@@ -121,8 +129,8 @@ class Selector:
         doc = {
             "method": self.name,
             "lmsieve_version": __version__,
-            "params": _jsonable(self.get_params()),
-            "state": _jsonable(self._state_json()),
+            "params": jsonable(self.get_params()),
+            "state": jsonable(self._state_json()),
         }
         arrays = self._state_arrays()
         tmp = os.path.join(path, STATE_ARRAYS + ".tmp.npz")
@@ -149,11 +157,12 @@ class Selector:
         return obj
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """Parameters and state as plain JSON values (numpy scalars and arrays converted)."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, np.ndarray):

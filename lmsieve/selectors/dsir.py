@@ -80,9 +80,10 @@ class DSIR(Selector):
         ``already`` is the feature total counted in earlier batches, so a stream of batches can
         be fitted in order exactly as one pass.
         """
-        return self._budgeted_counts(self.featurizer.transform(pool_sample), already)
+        return self.raw_counts_from_counts(self.featurizer.transform(pool_sample), already)
 
-    def _budgeted_counts(self, occ: NgramCounts, already: int) -> tuple[np.ndarray, bool]:
+    def raw_counts_from_counts(self, occ: NgramCounts, already: int) -> tuple[np.ndarray, bool]:
+        """:meth:`raw_counts` from already featurized documents (e.g. stored features)."""
         budget = self.fit_budget
         if budget is None:
             return occ.total_counts(), False
@@ -108,7 +109,7 @@ class DSIR(Selector):
             c = self.featurizer.transform(pool.slice(start, batch_rows))
             counts.append(c)
             if not done:
-                part, done = self._budgeted_counts(c, int(raw.sum()))
+                part, done = self.raw_counts_from_counts(c, int(raw.sum()))
                 raw += part
             if progress is not None:
                 progress(c.n_docs)

@@ -116,6 +116,7 @@ class ZipFit(Selector):
 
     name = "zipfit"
     default_ranking = "topk"
+    execution_params = ("n_jobs",)
     fitted_attributes = ("targets_", "target_lengths_")
 
     def __init__(self, codec: str = "gzip", level: int = 1, n_jobs: int = 1):

@@ -1,0 +1,407 @@
+"""The features job: document shards in, one keyed side file per (input shard, feature) out.
+
+Plan (in the driver, from Parquet footers only): expand the pool, name the shards, coalesce each
+shard's row groups into units, and for every feature check whether the shard's side file is
+complete (same fingerprint, same input rows and bytes, same units: see
+:mod:`lmsieve.pipelines.features`). Only what is missing is computed, so a rerun after a failure
+resumes where it stopped: finished shards are not read again.
+
+Pipeline:
+
+* table features (``docs``, ``dsir_ngrams``, stored selector scores): shard tasks are spread over
+  workers, and one fused DoFn reads a shard unit by unit (only the needed columns), validates
+  the rows, computes every pending feature per Arrow table, and writes each side file (one row
+  group per unit) under a temporary name renamed into place when the shard is done. A shard is
+  the unit of resumption: shards committed before a failure stay committed.
+* model features (``embeddings``): documents are read as ``((shard, row), text)``, run through
+  ``RunInference`` (:mod:`lmsieve.pipelines.inference`), regrouped per shard and written the same
+  way. The regrouping is a shuffle, so a failed model job resumes per job, not per shard.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import apache_beam as beam
+from lmsieve.pipelines import fileio
+from lmsieve.pipelines.features import DOCS, DocsFeature, TableFeature, scatter, side_file, validate_rows
+from lmsieve.pipelines.metrics import Progress, counter
+from lmsieve.schemas.document import ID, TEXT
+from lmsieve.schemas.errors import InputError
+
+log = logging.getLogger(__name__)
+META_KEY = "lmsieve.beam"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One input file: its place in the sorted input list, name, size and unit layout."""
+
+    index: int
+    name: str
+    path: str
+    bytes: int
+    rows: int
+    units: tuple[fileio.Unit, ...]
+    columns: tuple[str, ...] = ()
+
+    def to_input(self) -> dict:
+        return {"path": self.path, "rows": self.rows, "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    shard: Shard
+    features_dir: str
+    pending: tuple[str, ...]
+
+
+def _check_columns(path: str, schema: pa.Schema) -> None:
+    for col in (ID, TEXT):
+        if col not in schema.names:
+            raise InputError(f"missing required column {col!r} (columns: {', '.join(schema.names)})", path)
+        t = schema.field(col).type
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)):
+            raise InputError(f"column {col!r} must be string, got {t}", path)
+
+
+def plan_shards(pool, threads: int = 16, require_text: bool = True) -> list[Shard]:
+    """Shards of the pool (sorted), read from footers in parallel."""
+    paths = fileio.expand_inputs(pool, "pool")
+    names = fileio.shard_names(paths)
+
+    def one(i: int) -> Shard:
+        p = paths[i]
+        with fileio.open_read(p) as f:
+            try:
+                pf = pq.ParquetFile(f)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise InputError(f"not a readable Parquet file ({exc})", p) from None
+            md, schema = pf.metadata, pf.schema_arrow
+        if require_text:
+            _check_columns(p, schema)
+        return Shard(i, names[i], p, fileio.file_size(p), md.num_rows, tuple(fileio.plan_units(md)),
+                     tuple(schema.names))
+
+    with ThreadPoolExecutor(max(1, min(threads, len(paths)))) as ex:
+        return list(ex.map(one, range(len(paths))))
+
+
+def side_meta(feature: str, fp: str, params: dict, shard: Shard, stats: list[dict]) -> dict:
+    from lmsieve import __version__
+
+    return {"feature": feature, "fingerprint": fp, "params": params, "shard": shard.name,
+            "input": shard.to_input(), "units": [u.to_list() for u in shard.units], "stats": stats,
+            "lmsieve_version": __version__}
+
+
+def side_file_status(path: str, fp: str, shard: Shard) -> tuple[str, dict | None]:
+    """("complete", meta) when the side file matches (fingerprint, input rows/bytes, units);
+    otherwise ("missing" | "stale" | "unreadable", meta or None)."""
+    if not fileio.exists(path):
+        return "missing", None
+    try:
+        md = fileio.read_metadata(path)
+    except InputError:
+        return "unreadable", None
+    meta = fileio.read_json_metadata(md, META_KEY)
+    if meta is None:
+        return "unreadable", None
+    ok = (meta.get("fingerprint") == fp and meta.get("input", {}).get("rows") == shard.rows
+          and meta.get("input", {}).get("bytes") == shard.bytes
+          and meta.get("units") == [u.to_list() for u in shard.units]
+          and md.num_rows == shard.rows and md.num_row_groups == len(shard.units))
+    return ("complete" if ok else "stale"), meta
+
+
+# -- table features ---------------------------------------------------------------------------------
+class FailOnShard(beam.DoFn):
+    """Test hook: raise on one shard (simulates a worker dying in the middle of a job)."""
+
+    def __init__(self, shard_name: str | None):
+        self.shard_name = shard_name
+
+    def process(self, task: ShardTask):
+        if self.shard_name is not None and task.shard.name == self.shard_name:
+            raise RuntimeError(f"injected failure on shard {task.shard.name}")
+        yield task
+
+
+class ComputeShardFeatures(beam.DoFn):
+    """Read one shard unit by unit, compute every pending table feature, write its side files."""
+
+    def __init__(self, features: dict[str, TableFeature], progress_secs: float = 10.0):
+        self.features = features
+        self.progress_secs = progress_secs
+
+    def setup(self):
+        for f in self.features.values():
+            f.setup()
+        self.progress = Progress("features", self.progress_secs)
+        self.c_read = counter("docs_read")
+        self.c_invalid = counter("docs_invalid")
+        self.c_feat = counter("docs_featurized")
+        self.c_shards = {n: counter(f"shards_computed.{n}") for n in self.features}
+
+    def teardown(self):
+        if getattr(self, "progress", None) is not None:
+            self.progress.print(final=True)
+
+    def process(self, task: ShardTask):
+        shard = task.shard
+        feats = [self.features[n] for n in task.pending]
+        docs_feat = next((f for f in feats if f.name == DOCS), None)
+        cols = list(dict.fromkeys(c for f in feats for c in f.input_columns))
+        writers = {f.name: fileio.AtomicParquetWriter(side_file(task.features_dir, shard.name, f.name), f.schema())
+                   for f in feats}
+        stats: dict[str, list[dict]] = {f.name: [] for f in feats}
+        invalid = 0
+        try:
+            with fileio.open_read(shard.path) as fh:
+                pf = pq.ParquetFile(fh)
+                for unit in shard.units:
+                    table = fileio.read_unit(pf, unit, cols)
+                    valid, _ = validate_rows(table)
+                    n_bad = int((~valid).sum())
+                    invalid += n_bad
+                    ids = table.column(ID).combine_chunks() if ID in table.column_names else pa.nulls(table.num_rows, pa.string())
+                    if not pa.types.is_string(ids.type):
+                        ids = ids.cast(pa.string())
+                    sub = table if n_bad == 0 else table.filter(pa.array(valid))
+                    for f in feats:
+                        if f is docs_feat:
+                            out = f.compute_all(table, valid)
+                        else:
+                            out = {k: scatter(v, valid) for k, v in f.compute(sub).items()} if sub.num_rows \
+                                else {fl.name: pa.nulls(table.num_rows, fl.type) for fl in f.fields()}
+                        arrays = [ids] + [out[fl.name] for fl in f.fields()]
+                        writers[f.name].write_row_group(pa.Table.from_arrays(arrays, schema=f.schema()))
+                        stats[f.name].append(f.unit_stats(out))
+                    self.c_read.inc(table.num_rows)
+                    self.c_invalid.inc(n_bad)
+                    self.c_feat.inc(table.num_rows - n_bad)
+                    self.progress.tick(table.num_rows, shard.name)
+            for f in feats:
+                writers[f.name].commit(side_meta(f.name, f.fingerprint(), f.params(), shard, stats[f.name]), META_KEY)
+        except BaseException:
+            for w in writers.values():
+                try:
+                    w.abort()
+                except Exception:  # noqa: BLE001 - best effort cleanup
+                    pass
+            raise
+        for n in task.pending:
+            self.c_shards[n].inc()
+        yield {"shard": shard.name, "rows": shard.rows, "invalid": invalid, "features": list(task.pending)}
+
+
+def _shard_key(t):
+    return t.shard.index
+
+
+def distribute(pcoll, label: str, key=_shard_key):
+    """Spread tasks over workers: a reshuffle on deterministic keys (shard index by default), so
+    in-process runners keep the input order and distributed runners spread them by key."""
+    return (pcoll
+            | f"{label}Key" >> beam.Map(lambda t: (key(t), t))
+            | f"{label}Group" >> beam.GroupByKey()
+            | f"{label}Values" >> beam.FlatMap(lambda kv: kv[1]))
+
+
+# -- model features ---------------------------------------------------------------------------------
+class ReadForInference(beam.DoFn):
+    """Valid documents of a shard as ``((shard index, row), text)``."""
+
+    def process(self, task: ShardTask):
+        shard = task.shard
+        with fileio.open_read(shard.path) as fh:
+            pf = pq.ParquetFile(fh)
+            for unit in shard.units:
+                table = fileio.read_unit(pf, unit, [ID, TEXT])
+                valid, _ = validate_rows(table)
+                texts = table.column(TEXT).combine_chunks()
+                for r in np.flatnonzero(valid).tolist():
+                    yield (shard.index, unit.row_start + r), texts[r].as_py()
+
+
+class WriteModelShard(beam.DoFn):
+    """Assemble one shard's model outputs (by row) into its side file, one row group per unit."""
+
+    def __init__(self, name: str, fields: list[pa.Field], fp: str, params: dict, progress_secs: float = 10.0):
+        self.name, self.fields, self.fp, self.params = name, fields, fp, params
+        self.progress_secs = progress_secs
+
+    def setup(self):
+        self.progress = Progress(f"features:{self.name}", self.progress_secs)
+        self.c_docs = counter(f"docs_inferred.{self.name}")
+        self.c_shards = counter(f"shards_computed.{self.name}")
+
+    def teardown(self):
+        if getattr(self, "progress", None) is not None:
+            self.progress.print(final=True)
+
+    def process(self, element):
+        from lmsieve.pipelines.inference import values_to_arrow
+
+        _, grouped = element
+        tasks = list(grouped["task"])
+        if not tasks:
+            return
+        task = tasks[0]
+        shard = task.shard
+        by_row: dict[int, dict] = {}
+        for row, values in grouped["preds"]:
+            by_row[row] = values
+        schema = pa.schema([pa.field(ID, pa.string())] + self.fields)
+        w = fileio.AtomicParquetWriter(side_file(task.features_dir, shard.name, self.name), schema)
+        stats = []
+        try:
+            with fileio.open_read(shard.path) as fh:
+                pf = pq.ParquetFile(fh)
+                for unit in shard.units:
+                    ids = fileio.read_unit(pf, unit, [ID]).column(ID).combine_chunks()
+                    if not pa.types.is_string(ids.type):
+                        ids = ids.cast(pa.string())
+                    rows = [by_row.get(r) for r in range(unit.row_start, unit.row_stop)]
+                    arrays = [ids] + [values_to_arrow([None if v is None else v[f.name] for v in rows], f)
+                                      for f in self.fields]
+                    w.write_row_group(pa.Table.from_arrays(arrays, schema=schema))
+                    done = sum(v is not None for v in rows)
+                    stats.append({"computed": done})
+                    self.c_docs.inc(done)
+                    self.progress.tick(done, shard.name)
+            w.commit(side_meta(self.name, self.fp, self.params, shard, stats), META_KEY)
+        except BaseException:
+            w.abort()
+            raise
+        self.c_shards.inc()
+        yield {"shard": shard.name, "rows": shard.rows, "features": [self.name]}
+
+
+# -- the job ----------------------------------------------------------------------------------------
+@dataclass
+class FeaturesPlan:
+    shards: list[Shard]
+    features_dir: str
+    table_features: dict[str, TableFeature]
+    model_handlers: dict = field(default_factory=dict)
+    table_tasks: list[ShardTask] = field(default_factory=list)
+    model_tasks: dict[str, list[ShardTask]] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def plan_features(pool, features_dir: str, table_features: list[TableFeature], model_handlers: list = (),
+                  shards: list[Shard] | None = None, threads: int = 16) -> FeaturesPlan:
+    """Which (shard, feature) side files are missing or stale (the rest is skipped)."""
+    shards = shards if shards is not None else plan_shards(pool, threads)
+    feats = {DOCS: DocsFeature()}
+    for f in table_features:
+        feats[f.name] = f
+    handlers = {h.name: h for h in model_handlers}
+    fps = {n: f.fingerprint() for n, f in feats.items()}
+    fps.update({n: h.fingerprint() for n, h in handlers.items()})
+    names = list(feats) + list(handlers)
+    checks = [(s, n) for s in shards for n in names]
+
+    def status(sn):
+        s, n = sn
+        return side_file_status(side_file(features_dir, s.name, n), fps[n], s)[0] == "complete"
+
+    with ThreadPoolExecutor(max(1, min(threads, len(checks) or 1))) as ex:
+        done = dict(zip(checks, ex.map(status, checks)))
+    plan = FeaturesPlan(shards, features_dir, feats, handlers)
+    plan.skipped = {n: sum(done[(s, n)] for s in shards) for n in names}
+    for s in shards:
+        pending = tuple(n for n in feats if not done[(s, n)])
+        if pending:
+            plan.table_tasks.append(ShardTask(s, features_dir, pending))
+        for n in handlers:
+            if not done[(s, n)]:
+                plan.model_tasks.setdefault(n, []).append(ShardTask(s, features_dir, (n,)))
+    return plan
+
+
+def build_features_pipeline(p: beam.Pipeline, plan: FeaturesPlan, progress_secs: float = 10.0,
+                            fail_on_shard: str | None = None):
+    """Add the features job to ``p``; returns the PCollection of per-shard summaries."""
+    from lmsieve.pipelines.inference import RunDocInference
+
+    outs = []
+    if plan.table_tasks:
+        tasks = p | "TableTasks" >> beam.Create(plan.table_tasks)
+        outs.append(distribute(tasks, "SpreadShards")
+                    | "InjectFailure" >> beam.ParDo(FailOnShard(fail_on_shard))
+                    | "ComputeFeatures" >> beam.ParDo(ComputeShardFeatures(plan.table_features, progress_secs)))
+    for name, tasks_list in plan.model_tasks.items():
+        h = plan.model_handlers[name]
+        tasks = p | f"{name}Tasks" >> beam.Create(tasks_list)
+        keyed = tasks | f"{name}KeyTasks" >> beam.Map(lambda t: (t.shard.index, t))
+        preds = (distribute(tasks, f"{name}Spread")
+                 | f"{name}FailHook" >> beam.ParDo(FailOnShard(fail_on_shard))
+                 | f"{name}Read" >> beam.ParDo(ReadForInference())
+                 | f"{name}Infer" >> RunDocInference(h, model_identifier=f"lmsieve-{name}")
+                 | f"{name}ByShard" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))))
+        outs.append({"task": keyed, "preds": preds}
+                    | f"{name}Join" >> beam.CoGroupByKey()
+                    | f"{name}Write" >> beam.ParDo(WriteModelShard(name, h.fields(), h.fingerprint(), h.params(),
+                                                                   progress_secs)))
+    if not outs:
+        return p | "NothingToDo" >> beam.Create([])
+    return outs | "AllShards" >> beam.Flatten()
+
+
+def clean_stale_tmp(features_dir: str) -> None:
+    """Remove temporary side files left by a killed run (one job per features dir at a time)."""
+    fileio.delete(fileio.list_files(features_dir, f"*.parquet{fileio.TMP_MARK}*"))
+
+
+@dataclass
+class FeaturesReport:
+    shards: int
+    computed: dict[str, int]
+    skipped: dict[str, int]
+    docs: int
+    invalid: int
+    seconds: float
+    counters: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def run_features_job(pool, features_dir: str, table_features: list[TableFeature], model_handlers: list = (),
+                     options=None, progress_secs: float = 10.0, fail_on_shard: str | None = None,
+                     shards: list[Shard] | None = None) -> FeaturesReport:
+    from lmsieve.pipelines.metrics import query_counters
+    from lmsieve.pipelines.options import make_options
+
+    t0 = time.perf_counter()
+    fileio.makedirs(features_dir)
+    plan = plan_features(pool, features_dir, table_features, model_handlers, shards=shards)
+    clean_stale_tmp(features_dir)
+    counters: dict = {}
+    if plan.table_tasks or plan.model_tasks:
+        opts = options if options is not None else make_options()
+        p = beam.Pipeline(options=opts)
+        build_features_pipeline(p, plan, progress_secs, fail_on_shard)
+        result = p.run()
+        result.wait_until_finish()
+        counters = query_counters(result)
+    computed = {n: int(counters.get(f"shards_computed.{n}", 0)) for n in plan.skipped}
+    docs, invalid = int(counters.get("docs_read", 0)), int(counters.get("docs_invalid", 0))
+    rep = FeaturesReport(len(plan.shards), computed, plan.skipped, docs, invalid, time.perf_counter() - t0, counters)
+    if progress_secs > 0:
+        dt = max(rep.seconds, 1e-9)
+        print(f"lmsieve[features] {len(plan.shards)} shards: computed {computed}, skipped (complete) {plan.skipped}; "
+              f"{docs:,} docs in {dt:.1f}s ({docs / dt:,.0f} docs/s)", flush=True)
+    return rep
+
+
+__all__ = ["FeaturesPlan", "FeaturesReport", "Shard", "ShardTask", "build_features_pipeline", "plan_features",
+           "plan_shards", "run_features_job"]
