@@ -15,10 +15,10 @@ fingerprint recomputes everything and replaces the file.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -86,12 +86,22 @@ def make_fingerprint(kind: str, model_hash: str, params: dict) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-@functools.lru_cache(maxsize=256)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:  # size/mtime key the cache
+_HASH_CACHE: dict[tuple, str] = {}
+
+
+def _file_sha256(path: str) -> str:
+    """sha256 of a file, cached by (path, inode, size, mtime, ctime) -- but, as git does against
+    "racy" timestamps, only once the file is older than the filesystem's timestamp granularity."""
+    st = os.stat(path)
+    key = (path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key in _HASH_CACHE:
+        return _HASH_CACHE[key]
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > 2_000_000_000:
+        _HASH_CACHE[key] = h.hexdigest()
     return h.hexdigest()
 
 
@@ -112,8 +122,7 @@ def hash_files(root: str | os.PathLike, names: list[str] | None = None, skip=("o
             part.startswith(".") for part in p.relative_to(root).parts) and not p.name.startswith(skip))
     h = hashlib.sha256()
     for p in files:
-        st = p.stat()
-        h.update(str(p.relative_to(root)).encode() + b"\0" + _file_sha256(str(p), st.st_size, st.st_mtime_ns).encode())
+        h.update(str(p.relative_to(root)).encode() + b"\0" + _file_sha256(str(p)).encode())
     return h.hexdigest()
 
 

@@ -1,0 +1,114 @@
+"""Target-domain precision of the representation selectors (BETR, RDS+, MONA) next to DSIR,
+ZIP-FIT and random, on the shared pool.
+
+For each target set the top 5% of the pool (k = floor(0.05 N), ``Budget(fraction=0.05)``, seed 0)
+is selected and its precision measured as the share of documents from the target's domain
+(``heldout_code_python`` and ``humaneval`` -> ``code_python``, ``heldout_math`` -> ``math``);
+domain labels are used only here. Every method goes through ``lmsieve.api.fit_and_score`` +
+``run_selection`` with the pool as the pool sample.
+
+CPU-sized settings (2 shared cores): the first ``--limit`` pool documents, the first
+``--n-targets`` examples of each target set; MiniLM truncated to 128 tokens; BETR's sample is the
+first ``--betr-sample`` pool documents (hash-split 90/10 for training/held-out), no token
+threshold (``token_fraction=1``: the top 5% by score); RDS+ and MONA use a small byte-level proxy
+LM trained here on ``--proxy-docs`` pool documents (2 layers, width 64, context 128: documents are cut
+to their first 128 bytes) and a TopK SAE (512 latents, K=32, 150 steps) on its penultimate layer, far below the papers' Llama models.
+
+    python benchmarks/bench_representation.py [--limit 3000] [--n-targets 50]
+
+Writes ``benchmarks/out/representation.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SHARED, machine, print_table, write_json  # noqa: E402
+
+TARGETS = {"heldout_code_python": "code_python", "heldout_math": "math", "humaneval": "code_python"}
+METHODS = ["betr", "rds", "rds-rr", "mona", "dsir", "zipfit", "random"]
+
+
+def load_pool(limit: int):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = sorted((SHARED / "pool").glob("*.parquet"))
+    pool = pa.concat_tables([pq.read_table(f, columns=["id", "text", "domain"]) for f in files]).combine_chunks()
+    return pool.slice(0, limit) if limit else pool
+
+
+def build_models(pool, n_docs: int, steps: int, workdir: Path) -> tuple[str, str]:
+    from lmsieve.features.proxy_lm import save_proxy, train_proxy
+    from lmsieve.features.sae import collect_activations, save_sae, train_sae
+
+    texts = pool.select(["id", "text"]).slice(0, n_docs)
+    lm = train_proxy(texts, {"n_layer": 2, "d_model": 64, "n_head": 2, "context": 128},
+                     {"steps": steps, "batch_size": 16, "lr": 3e-3, "warmup_steps": 40, "seed": 0},
+                     {"kind": "byte"}, device="cpu")
+    proxy = save_proxy(lm, workdir / "proxy")
+    acts = collect_activations(lm, [t[:1000] for t in texts.column("text").to_pylist()[:200]], 1)
+    sae, _ = train_sae(acts, num_latents=512, k=32, layer=1, steps=150, batch_size=512, seed=0)
+    return str(proxy), str(save_sae(sae, workdir / "sae"))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--limit", type=int, default=3000)
+    ap.add_argument("--n-targets", type=int, default=50)
+    ap.add_argument("--betr-sample", type=int, default=1500)
+    ap.add_argument("--proxy-docs", type=int, default=2000)
+    ap.add_argument("--proxy-steps", type=int, default=150)
+    ap.add_argument("--methods", default=",".join(METHODS))
+    args = ap.parse_args(argv)
+    import numpy as np
+    import pyarrow.parquet as pq
+    import torch
+
+    from lmsieve.api import fit_and_score, run_selection
+    from lmsieve.sampling.select import Budget
+
+    torch.set_num_threads(2)
+    pool = load_pool(args.limit)
+    docs = pool.select(["id", "text"])
+    domains = np.array(pool.column("domain").to_pylist())
+    methods = args.methods.split(",")
+    work = Path(tempfile.mkdtemp(prefix="bench-repr-"))
+    t0 = time.perf_counter()
+    proxy, sae = build_models(docs, args.proxy_docs, args.proxy_steps, work) if {"rds", "rds-rr", "mona"} & set(methods) else ("", "")
+    model_secs = time.perf_counter() - t0
+    params = {
+        "betr": dict(max_seq_length=128, token_fraction=1.0, bucket=200_000),
+        "rds": dict(model=proxy, max_tokens=128), "rds-rr": dict(model=proxy, max_tokens=128),
+        "mona": dict(model=proxy, sae=sae, max_tokens=128), "dsir": {}, "zipfit": {"n_jobs": 2}, "random": {},
+    }
+    rows, raw = [], {}
+    for tname, dom in TARGETS.items():
+        target = pq.read_table(SHARED / "targets" / f"{tname}.parquet").slice(0, args.n_targets)
+        row = {"target": tname, "domain": dom, "base_rate": round(float((domains == dom).mean()), 3)}
+        for m in methods:
+            t1 = time.perf_counter()
+            sample = docs.slice(0, args.betr_sample) if m == "betr" else None
+            sel, s, e = fit_and_score(m, target, docs, pool_sample=sample, **params[m])
+            idx = run_selection(sel, docs, Budget(fraction=0.05), seed=0, scores=s, eligible=e).indices
+            prec = float((domains[idx] == dom).mean()) if len(idx) else float("nan")
+            row[m] = round(prec, 3)
+            raw[f"{tname}/{m}"] = {"precision": prec, "selected": int(len(idx)), "secs": round(time.perf_counter() - t1, 1)}
+            print(f"{tname} {m}: precision {prec:.3f} ({len(idx)} docs, {raw[f'{tname}/{m}']['secs']} s)", flush=True)
+        rows.append(row)
+    table = print_table(rows, ["target", "domain", "base_rate", *methods])
+    out = {"benchmark": "representation", "pool_docs": docs.num_rows, "keep_fraction": 0.05,
+           "n_targets": args.n_targets, "betr_sample": args.betr_sample, "proxy_and_sae_secs": round(model_secs, 1),
+           "params": {m: {k: (v if k not in ("model", "sae") else "<built here>") for k, v in params[m].items()}
+                      for m in methods},
+           "rows": rows, "runs": raw, "table_markdown": table, "machine": machine()}
+    write_json("representation.json", out)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Training proxy LMs: from scratch on a pool sample, and one-epoch fine-tunes on a target.
+
+* :func:`train_proxy`: tokenizer (BPE trained on the documents, or bytes), then ``steps`` AdamW
+  steps on random ``context + 1``-token windows of the documents' token stream (each document
+  starts with ``<bos>``); linear warmup then cosine decay to ``lr * min_lr_ratio``; gradient
+  clipping. All randomness (initialisation and window offsets) comes from one
+  ``torch.Generator`` seeded with ``train.seed``: the same data and config give the same weights.
+* :func:`finetune`: continue from a checkpoint over a target set for whole epochs (CoLoR-Filter's
+  conditional model: one epoch, optimizer reset by default); the target's token stream is cut
+  into consecutive windows, shuffled by the seed.
+* :func:`save_optimizer` / :func:`load_optimizer`: AdamW state as safetensors + JSON, keyed by
+  parameter name, so MATES-style probes can restore the exact moments and take one step.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from lmsieve.features.device import generator
+from lmsieve.features.proxy_lm.checkpoint import ProxyLM
+from lmsieve.features.proxy_lm.config import ModelConfig, TokenizerConfig, TrainConfig
+from lmsieve.features.proxy_lm.model import GPT
+from lmsieve.features.proxy_lm.tokenizer import train_tokenizer
+from lmsieve.schemas.document import text_array
+from lmsieve.schemas.errors import ConfigError, InputError
+
+FINETUNE = TrainConfig(lr=1e-3, warmup_steps=20, min_lr_ratio=0.1, weight_decay=0.0)
+
+
+def token_stream(tokenizer, texts) -> np.ndarray:
+    """All documents as one int32 stream, each preceded by ``<bos>``."""
+    parts = []
+    for ids in tokenizer.encode_batch(texts):
+        parts.append(np.array([tokenizer.bos_id], np.int32))
+        parts.append(ids)
+    return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Learning rate of (0-based) ``step`` of ``total``: linear warmup, cosine to ``lr*min_lr_ratio``."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, total - cfg.warmup_steps)
+    frac = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices (and the tied embedding), none on norms."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    rest = [p for n, p in model.named_parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+
+
+def lm_loss(lm: ProxyLM, windows: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of ``(B, T+1)`` windows (float32, on the LM's device)."""
+    ids = windows.to(lm.device)
+    logits, _ = lm.run(ids[:, :-1], None)
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+
+
+def _steps(lm: ProxyLM, batches, total: int, cfg: TrainConfig, opt, progress: bool, desc: str,
+           callback=None) -> list[float]:
+    from tqdm.auto import tqdm
+
+    lm.model.train()
+    history = []
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress)
+    for i, windows in enumerate(batches):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(i, total, cfg)
+        loss = lm_loss(lm, windows)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(lm.model.parameters(), cfg.grad_clip)
+        opt.step()
+        lm.step += 1
+        history.append(float(loss.detach()))
+        if callback is not None:
+            lm.model.eval()
+            with torch.no_grad():
+                callback(i + 1, lm)
+            lm.model.train()
+        bar.update(1)
+        if i % 20 == 0:
+            bar.set_postfix(loss=f"{history[-1]:.3f}")
+    bar.close()
+    lm.model.eval()
+    return history
+
+
+def train_proxy(texts, model: ModelConfig | dict | None = None, train: TrainConfig | dict | None = None,
+                tokenizer: TokenizerConfig | dict | None = None, *, device="auto", progress: bool = False,
+                callback=None) -> ProxyLM:
+    """Train a proxy LM from scratch on ``texts`` (any batch ``text_array`` accepts).
+
+    ``callback(step, lm)``, if given, runs after every optimizer step (``step`` from 1, model in
+    eval mode, no grad): e.g. to score held-out text for a loss curve. It must not change ``lm``.
+    """
+    mcfg = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)
+    tcfg = train if isinstance(train, TrainConfig) else TrainConfig.from_dict(train)
+    kcfg = tokenizer if isinstance(tokenizer, TokenizerConfig) else TokenizerConfig.from_dict(tokenizer)
+    texts = text_array(texts)
+    tok = train_tokenizer(kcfg, texts)
+    mcfg = ModelConfig.from_dict({**mcfg.to_dict(), "vocab_size": tok.vocab_size})
+    stream = torch.from_numpy(token_stream(tok, texts).astype(np.int64))
+    if len(stream) < 2:
+        raise InputError("training documents hold fewer than one token")
+    g = generator(tcfg.seed)
+    lm = ProxyLM(GPT(mcfg, g), tok, kcfg, tcfg, device=device)
+    span = min(mcfg.context + 1, len(stream))
+    offsets = torch.arange(span)
+
+    def batches():
+        for _ in range(tcfg.steps):
+            start = torch.randint(0, len(stream) - span + 1, (tcfg.batch_size,), generator=g)
+            yield stream[start[:, None] + offsets]
+
+    lm.optimizer = make_optimizer(lm.model, tcfg)
+    if callback is not None:
+        lm.model.eval()
+        with torch.no_grad():
+            callback(0, lm)
+    lm.history = _steps(lm, batches(), tcfg.steps, tcfg, lm.optimizer, progress, "train-proxy", callback)
+    return lm
+
+
+def finetune(lm: ProxyLM, texts, train: TrainConfig | dict | None = None, *, epochs: int = 1,
+             reset_optimizer: bool = True, progress: bool = False) -> ProxyLM:
+    """Continue training ``lm`` in place over ``texts`` for ``epochs`` epochs; returns ``lm``.
+
+    ``reset_optimizer=False`` continues from ``lm.optimizer`` (load the checkpoint
+    ``with_optimizer=True``); the schedule restarts over the fine-tune's own steps either way.
+    """
+    if not isinstance(lm, ProxyLM):
+        raise ConfigError("finetune needs an lmsieve proxy checkpoint")
+    cfg = train if isinstance(train, TrainConfig) else TrainConfig.from_dict({**FINETUNE.to_dict(), **(train or {})})
+    stream = torch.from_numpy(token_stream(lm.tokenizer, text_array(texts)).astype(np.int64))
+    span = min(lm.context + 1, len(stream))
+    if span < 2:
+        raise InputError("fine-tuning documents hold fewer than one token")
+    starts = list(range(0, len(stream) - span + 1, span - 1))
+    if starts[-1] + span < len(stream):
+        starts.append(len(stream) - span)  # cover the tail
+    starts_t = torch.tensor(starts)
+    g = generator(cfg.seed)
+    per_epoch = math.ceil(len(starts) / cfg.batch_size)
+
+    def batches():
+        for _ in range(epochs):
+            order = starts_t[torch.randperm(len(starts_t), generator=g)]
+            for s in range(0, len(order), cfg.batch_size):
+                yield stream[order[s:s + cfg.batch_size, None] + torch.arange(span)]
+
+    if reset_optimizer or lm.optimizer is None:
+        lm.optimizer = make_optimizer(lm.model, cfg)
+    lm.train_cfg = cfg
+    lm.history = _steps(lm, batches(), per_epoch * epochs, cfg, lm.optimizer, progress, "finetune")
+    return lm
+
+
+def save_optimizer(opt: torch.optim.Optimizer, model: torch.nn.Module, out_dir: str | Path) -> None:
+    """AdamW state as ``optimizer.safetensors`` (tensors by parameter name) + ``optimizer.json``."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    sd = opt.state_dict()
+    params = [p for group in opt.param_groups for p in group["params"]]
+    tensors = {}
+    for idx, st in sd["state"].items():
+        name = names[id(params[idx])]
+        for key, val in st.items():
+            tensors[f"{name}::{key}"] = torch.as_tensor(val).detach().to("cpu").contiguous()
+    groups = [{**{k: v for k, v in g.items() if k != "params"},
+               "params": [names[id(params[i])] for i in g["params"]]} for g in sd["param_groups"]]
+    save_file(tensors, str(Path(out_dir) / "optimizer.safetensors"))
+    (Path(out_dir) / "optimizer.json").write_text(json.dumps({"type": "AdamW", "param_groups": groups}, default=list))
+
+
+def load_optimizer(model: torch.nn.Module, path: str | Path, cfg: TrainConfig | None = None) -> torch.optim.AdamW:
+    """Rebuild the AdamW saved by :func:`save_optimizer` over ``model``'s parameters."""
+    path = Path(path)
+    if not (path / "optimizer.safetensors").is_file():
+        raise ConfigError(f"{str(path)!r}: no optimizer.safetensors (save the checkpoint with optimizer state)")
+    meta = json.loads((path / "optimizer.json").read_text())
+    by_name = dict(model.named_parameters())
+    groups = []
+    for g in meta["param_groups"]:
+        hp = {k: (tuple(v) if k == "betas" else v) for k, v in g.items() if k != "params"}
+        groups.append({**hp, "params": [by_name[n] for n in g["params"]]})
+    opt = torch.optim.AdamW(groups)
+    tensors = load_file(str(path / "optimizer.safetensors"))
+    order = [n for g in meta["param_groups"] for n in g["params"]]
+    state = {}
+    for i, n in enumerate(order):
+        st = {k.split("::", 1)[1]: v for k, v in tensors.items() if k.split("::", 1)[0] == n}
+        if st:
+            state[i] = st
+    sd = opt.state_dict()
+    sd["state"] = state
+    opt.load_state_dict(sd)
+    return opt

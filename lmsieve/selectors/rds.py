@@ -1,0 +1,218 @@
+"""RDS+: representation-based data selection (Ivison et al. 2025, arXiv:2503.01807).
+
+Representation (``lmsieve.features.proxy_lm.pooling``): the last layer of a causal LM (a proxy
+checkpoint or a local HF model, ``model``), position-weighted mean over the valid tokens only
+(padding masked, positions counted over valid tokens), L2-normalised; similarity = dot product
+with the target (query) examples. Instruction rows are formatted with ``chat_template`` first.
+
+Two single-task selections, as the reference repository has two:
+
+* ``rds`` (``get_top_optimized``): a document's score is its **max similarity over the queries**;
+  per-document, so the Beam features job can store it like ZIP-FIT's.
+* ``rds-rr`` (``get_top_influences``): queries take turns popping their best remaining
+  candidate; a popped candidate that is already selected is discarded and that query loses its
+  turn. Only the top ``per_query_k`` candidates per query are kept (``knn.merge_topk`` over pool
+  blocks), never the query x pool matrix.
+
+Several tasks (a list or dict of target tables, both names): a document's task score is its max
+over that task's queries; tasks then take turns adding their best not-yet-selected document
+(*our choice*: a task whose candidate is taken moves on to its next one instead of losing its
+turn, so every task gets floor(N/T) or one more of the first N picks whatever the score scales).
+
+A round-robin order is not "rank by score": it is turned into a 1-D score usable by
+``run_selection``: the document picked p-th (p = 0, 1, ...) scores -p, and every document the
+round-robin never reached scores -(R + 2) + s (R picks, s its max similarity in [-1, 1]), so a
+top-k by score reproduces the round-robin order and continues by similarity. Such scores are
+global over what is scored at once: ``fit_and_score`` (CLI, API) scores the whole pool in one
+``fit_score`` call; ``score_and_mask`` on a batch orders within that batch only. ``rds-rr``
+therefore declares ``needs_pool_sample`` (its scores depend on the pool; no Beam path).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lmsieve.features.knn import merge_topk
+from lmsieve.schemas.errors import ConfigError, InputError
+from lmsieve.selectors.base import Selector, register
+from lmsieve.selectors.chat_template import TEMPLATE_COLUMNS, template_texts
+
+EMBED_BLOCK = 1024
+
+
+def round_robin_order(cands: list[np.ndarray], limit: int | None = None) -> np.ndarray:
+    """Single-task round-robin over queries (``get_top_influences``): ``cands[q]`` are query q's
+    candidates best first; a popped candidate already taken is discarded and the turn is lost."""
+    taken: set[int] = set()
+    order: list[int] = []
+    pos = [0] * len(cands)
+    limit = limit if limit is not None else sum(len(c) for c in cands)
+    live = [q for q in range(len(cands)) if len(cands[q])]
+    while live and len(order) < limit:
+        nxt = []
+        for q in live:
+            if len(order) >= limit:
+                break
+            c = int(cands[q][pos[q]])
+            pos[q] += 1
+            if c not in taken:
+                taken.add(c)
+                order.append(c)
+            if pos[q] < len(cands[q]):
+                nxt.append(q)
+        live = nxt
+    return np.array(order, dtype=np.int64)
+
+
+def global_max_order(sims: np.ndarray) -> np.ndarray:
+    """``get_top_optimized``: documents by max similarity over queries (ties: smaller index)."""
+    return np.lexsort((np.arange(sims.shape[1]), -sims.max(axis=0)))
+
+
+def task_round_robin(task_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, picking task) for (N, T) task scores: tasks take turns adding their best document
+    not yet selected (duplicates counted once)."""
+    n, t = task_scores.shape
+    ranked = [np.lexsort((np.arange(n), -task_scores[:, j])) for j in range(t)]
+    taken = np.zeros(n, dtype=bool)
+    pos = [0] * t
+    order, who = [], []
+    while len(order) < n:
+        for j in range(t):
+            while pos[j] < n and taken[ranked[j][pos[j]]]:
+                pos[j] += 1
+            if pos[j] < n:
+                c = int(ranked[j][pos[j]])
+                taken[c] = True
+                order.append(c)
+                who.append(j)
+    return np.array(order, dtype=np.int64), np.array(who, dtype=np.int64)
+
+
+def order_to_scores(order: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """1-D scores whose descending order starts with ``order`` and continues by ``fallback``."""
+    r = len(order)
+    s = -(r + 2) + np.clip(np.asarray(fallback, dtype=np.float64), -1.0, 1.0)
+    s[order] = -np.arange(r, dtype=np.float64)
+    return s
+
+
+@register
+class RDS(Selector):
+    """RDS+ with the global max-over-queries ranking (``get_top_optimized``)."""
+
+    name = "rds"
+    input_columns = TEMPLATE_COLUMNS
+    fitted_attributes = ("queries_", "task_sizes_")
+    execution_params = ("device", "batch_tokens")
+    round_robin = False
+
+    def __init__(self, model: str | None = None, pooling: str = "weighted", layer: int = -1,
+                 max_tokens: int | None = None, per_query_k: int = 1024, device: str = "cpu",
+                 batch_tokens: int = 8192):
+        if model is None:
+            raise ConfigError(f"{self.name}: give model=<proxy checkpoint or local HF causal LM directory>")
+        if pooling not in ("weighted", "mean", "last"):
+            raise ConfigError(f"pooling: expected weighted, mean or last, got {pooling!r}")
+        super().__init__(model=str(model), pooling=pooling, layer=int(layer), max_tokens=max_tokens,
+                         per_query_k=int(per_query_k), device=device, batch_tokens=int(batch_tokens))
+
+    # -- representation -------------------------------------------------------------------------
+    def lm(self):
+        if getattr(self, "_lm", None) is None:
+            from lmsieve.features.proxy_lm import load_proxy
+
+            self._lm = load_proxy(self._params["model"], device=self._params["device"])
+        return self._lm
+
+    def fingerprint_params(self) -> dict:
+        """Parameters plus the model's content hash, so stored scores go stale with the model."""
+        return {**super().fingerprint_params(), "model_hash": self.lm().model_hash()}
+
+    def embed(self, batch) -> np.ndarray:
+        """float32 (n, d) pooled, L2-normalised last-layer states of a batch (templated)."""
+        from lmsieve.features.proxy_lm import pooled_states
+
+        p = self._params
+        return pooled_states(self.lm(), template_texts(batch), mode=p["pooling"], layer=p["layer"],
+                             max_tokens=p["max_tokens"], batch_tokens=p["batch_tokens"])
+
+    # -- fitting --------------------------------------------------------------------------------
+    def fit(self, target, pool_sample=None) -> "RDS":
+        tasks = list(target.values()) if isinstance(target, dict) else \
+            list(target) if isinstance(target, (list, tuple)) else [target]
+        embs = [self.embed(t) for t in tasks]
+        if not embs or any(len(e) == 0 for e in embs):
+            raise InputError(f"{self.name} needs at least one query example per task", "target")
+        self.queries_ = np.concatenate(embs).astype(np.float32)
+        self.task_sizes_ = [len(e) for e in embs]
+        return self
+
+    # -- scoring --------------------------------------------------------------------------------
+    def _stream(self, table, progress=None):
+        """(per-task max (N, T), per-query top-k (scores, ids) or None) over the table in blocks."""
+        q, bounds = self.queries_, np.cumsum([0] + list(self.task_sizes_))
+        k = min(self._params["per_query_k"], table.num_rows if hasattr(table, "num_rows") else len(table))
+        task_max, best = [], None
+        n_rows = table.num_rows if hasattr(table, "num_rows") else len(table)
+        for start in range(0, n_rows, EMBED_BLOCK):
+            block = table.slice(start, EMBED_BLOCK) if hasattr(table, "slice") else table[start:start + EMBED_BLOCK]
+            sims = q @ self.embed(block).T  # (Q, block): transient
+            task_max.append(np.stack([sims[a:b].max(axis=0) for a, b in zip(bounds[:-1], bounds[1:])], axis=1))
+            if self.round_robin and len(self.task_sizes_) == 1 and k > 0:
+                kk = min(k, sims.shape[1])
+                idx = np.argsort(-sims, axis=1, kind="stable")[:, :kk]
+                s = np.take_along_axis(sims, idx, 1).astype(np.float32)
+                best = (s, idx + start) if best is None else merge_topk(best[0], best[1], s, idx + start, k)
+            if progress:
+                progress(sims.shape[1])
+        tm = np.concatenate(task_max).astype(np.float64) if task_max else np.zeros((0, len(self.task_sizes_)))
+        return tm, best
+
+    def _scores(self, table, progress=None) -> np.ndarray:
+        tm, best = self._stream(table, progress)
+        if len(tm) == 0:
+            return np.zeros(0)
+        if len(self.task_sizes_) > 1:
+            order, _ = task_round_robin(tm)
+            return order_to_scores(order, tm.max(axis=1))
+        if not self.round_robin:
+            return tm[:, 0]
+        return order_to_scores(round_robin_order([row[row >= 0] for row in best[1]]), tm[:, 0])
+
+    def score_and_mask(self, batch) -> tuple[np.ndarray, np.ndarray]:
+        self.check_fitted()
+        if not hasattr(batch, "slice"):
+            import pyarrow as pa
+
+            batch = pa.table({"text": list(batch)})
+        s = self._scores(batch)
+        return s, np.ones(len(s), dtype=bool)
+
+    def fit_score(self, target, table, progress=None) -> tuple[np.ndarray, np.ndarray]:
+        """Fit on ``target`` and score the whole ``table`` at once (global round-robin orders)."""
+        self.fit(target)
+        s = self._scores(table.select([c for c in table.column_names if c in self.input_columns]), progress)
+        return s, np.ones(len(s), dtype=bool)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def _state_json(self) -> dict:
+        return {"task_sizes_": [int(x) for x in self.task_sizes_]}
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        return {"queries_": np.asarray(self.queries_, dtype=np.float32)}
+
+    def _set_state(self, state: dict, arrays: dict) -> None:
+        self.task_sizes_ = [int(x) for x in state["task_sizes_"]]
+        self.queries_ = arrays["queries_"].astype(np.float32)
+
+
+@register
+class RDSRoundRobin(RDS):
+    """RDS+ with round-robin over query examples (``get_top_influences``)."""
+
+    name = "rds-rr"
+    needs_pool_sample = True  # its scores depend on the whole pool scored at once (no Beam path)
+    round_robin = True
+
+    def fit(self, target, pool_sample=None) -> "RDSRoundRobin":
+        return super().fit(target)

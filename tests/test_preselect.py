@@ -1,0 +1,125 @@
+"""PreSelect: predictive strength (spec §5 CPU validation), character threshold, fastText, API = Beam."""
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from _proxy_fixture import one_thread  # noqa: F401
+from conftest import pool_slice, target_set
+
+from lmsieve.api import fit_and_score, run_selection
+from lmsieve.sampling.select import Budget
+from lmsieve.selectors.preselect import PreSelect, agreement_counts, char_threshold, predictive_strength
+
+SIX = [75.38, 76.30, 77.27, 79.46, 80.47, 81.19]  # the reference's example benchmark averages
+
+
+def test_six_model_agreement():
+    mono = np.array([[6.0, 5.0, 4.0, 3.0, 2.0, 1.0]])  # loss falls as quality rises
+    rev = mono[:, ::-1]
+    tied = np.full((1, 6), 2.5)
+    assert agreement_counts(mono, SIX).tolist() == [15]
+    assert agreement_counts(rev, SIX).tolist() == [0]
+    assert agreement_counts(tied, SIX).tolist() == [0]
+    one_swap = np.array([[6.0, 5.0, 4.0, 3.0, 1.0, 2.0]])  # only the two best models disagree
+    assert agreement_counts(one_swap, SIX).tolist() == [14]
+    rng = np.random.default_rng(0)
+    rand = rng.random((4000, 6))
+    assert abs(agreement_counts(rand, SIX).mean() - 7.5) < 0.2
+    assert predictive_strength(mono, SIX).tolist() == [1.0] and predictive_strength(rev, SIX).tolist() == [0.0]
+    # per-document rescaling (total NLL -> bits per character) changes no score
+    chars = rng.integers(10, 5000, size=4000)
+    bpc = rand / (chars[:, None] * math.log(2))
+    np.testing.assert_array_equal(agreement_counts(bpc, SIX), agreement_counts(rand, SIX))
+
+
+def test_char_threshold_keeps_just_over_fraction():
+    rng = np.random.default_rng(1)
+    s, c = rng.random(500), rng.integers(1, 3000, size=500)
+    t = char_threshold(s, c, 0.1)
+    kept = s >= t
+    assert c[kept].sum() >= 0.1 * c.sum()
+    assert c[kept].sum() - c[s == t].sum() < 0.1 * c.sum()  # without the last one it falls short
+    assert s[kept].min() > s[~kept].max()  # in descending score order
+
+
+def two_domains(per=70, max_chars=3000):
+    t = pool_slice(1500)
+    pick = pa.concat_tables([t.filter(pc.equal(t.column("domain"), d)).slice(0, per) for d in ("code_python", "legal")])
+    return pick.set_column(pick.schema.get_field_index("text"), "text", pc.utf8_slice_codeunits(pick.column("text"), 0, max_chars))
+
+
+def test_fasttext_heldout_precision_on_two_domains():
+    pool = two_domains()
+    is_code = np.array(pool.column("domain").to_pylist()) == "code_python"
+    rng = np.random.default_rng(2)
+    base = rng.random((pool.num_rows, 6)) * 0.3 + 3.0
+    losses = np.where(is_code[:, None], np.sort(base, axis=1)[:, ::-1], base)  # code: loss falls with quality
+    train = np.arange(pool.num_rows) % 3 != 0
+    texts = pool.column("text").to_pylist()
+    ids = pool.column("id").to_pylist()
+    sel = PreSelect(bucket=50_000, dim=32).fit_from_losses([texts[i] for i in np.flatnonzero(train)], losses[train], SIX,
+                                                            [ids[i] for i in np.flatnonzero(train)])
+    assert sel.label_counts_["positive"] == int(is_code[train].sum())
+    held = pool.take(pa.array(np.flatnonzero(~train)))
+    s = sel.score(held)
+    assert np.all((s >= 0) & (s <= 1))
+    top = np.argsort(-s, kind="stable")[: int(is_code[~train].sum())]
+    precision = is_code[~train][top].mean()
+    assert precision >= 0.9, precision
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory, one_thread):  # noqa: F811
+    """Three local checkpoints: one trained on code, one on legal text, one on both; scored so that
+    code documents agree perfectly (code < mixed < legal loss) and legal documents not at all."""
+    from lmsieve.features.proxy_lm import save_proxy, train_proxy
+
+    root = tmp_path_factory.mktemp("preselect")
+    pool = two_domains(per=40, max_chars=800)
+    dom = np.array(pool.column("domain").to_pylist())
+    model = {"n_layer": 1, "d_model": 32, "n_head": 2, "context": 128}
+    dirs = []
+    for name, keep in (("code", dom == "code_python"), ("mixed", dom != ""), ("legal", dom == "legal")):
+        lm = train_proxy(pool.filter(pa.array(keep)), model, {"steps": 40, "batch_size": 8, "warmup_steps": 5},
+                         {"kind": "byte"}, device="cpu")
+        dirs.append(str(save_proxy(lm, root / name)))
+    target = target_set("heldout_code_python").slice(0, 20)
+    params = dict(models=dirs, model_scores=[3.0, 2.0, 1.0], bucket=20_000, dim=16, seed=1)
+    sel, s, e = fit_and_score("preselect", target, pool, **params)
+    return pool, target, params, sel, s, e, root
+
+
+@pytest.mark.xfail(reason='open issue #6: PreSelect labelling is degenerate on small slices (fastText "Encountered NaN")', strict=False)
+def test_local_models_save_load_and_beam_match_api(real):
+    from lmsieve.pipelines.features import ScoreFeature, hash_target_files, read_target, selector_class
+    from lmsieve.pipelines.features_job import run_features_job
+    from lmsieve.pipelines.options import make_options
+    from lmsieve.pipelines.selection_job import SelectionConfig, run_selection_job
+
+    pool, target, params, sel, s, e, root = real
+    is_code = np.array(pool.column("domain").to_pylist()) == "code_python"
+    assert np.mean(sel.strength_[is_code] == 1.0) > 0.8 and np.mean(sel.strength_[~is_code] == 1.0) < 0.2
+    assert sel.label_counts_["positive"] > 0 and np.all((s >= 0) & (s <= 1))
+    d = sel.save(root / "fitted")
+    assert (root / "fitted" / "preselect.bin").is_file()
+    np.testing.assert_array_equal(PreSelect.load(d).score(pool), s)
+    pq.write_table(target, root / "target.parquet")
+    tpath = str(root / "target.parquet")
+    (root / "pool").mkdir()
+    pq.write_table(pool.slice(0, 45), root / "pool" / "a.parquet")
+    pq.write_table(pool.slice(45), root / "pool" / "b.parquet")
+    fitted = selector_class("preselect")(fitted=d).fit(read_target([tpath]))
+    opts = make_options(["--runner=FnApiRunner"])
+    run_features_job(str(root / "pool"), str(root / "feat"), [ScoreFeature(fitted, hash_target_files([tpath]))],
+                     options=opts, progress_secs=0)
+    budget = Budget(length_fraction=0.1)
+    cfg = SelectionConfig(method="preselect", params={"fitted": d}, budget=budget, seed=2, num_quantiles=7)
+    m = run_selection_job(str(root / "pool"), str(root / "feat"), [tpath], str(root / "out"), cfg, options=opts,
+                          progress_secs=0)
+    got = pa.concat_tables([pq.read_table(root / "out" / o["path"]) for o in m["outputs"]
+                            if o["path"].startswith("selected-")]).column("id").to_pylist()
+    ref = run_selection(sel, pool, budget, seed=2, scores=s, eligible=e).selected.column("id").to_pylist()
+    assert len(ref) > 0 and got == ref
