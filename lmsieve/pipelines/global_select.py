@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import apache_beam as beam
+from lmsieve.pipelines.global_stats import ArraySum
 from lmsieve.sampling.select import Budget
 
 NONE, ALL, KEY, EXACT, SCORE = "none", "all", "key", "exact", "score"
@@ -258,7 +259,7 @@ class GroupCutoffs(beam.PTransform):
         if not searched:
             return outs[0] if outs else p | "NoCutoffs" >> beam.Create([])
         totals = (scored | "GroupTotals" >> beam.FlatMap(group_totals)
-                  | "SumTotals" >> beam.CombinePerKey(_ArraySum()))
+                  | "SumTotals" >> beam.CombinePerKey(ArraySum()))
         qfn = ApproximateQuantilesCombineFn.create(
             num_quantiles=self.num_quantiles, epsilon=self.epsilon,
             max_num_elements=self.max_num_elements, weighted=True, input_batched=True)
@@ -280,7 +281,7 @@ class GroupCutoffs(beam.PTransform):
         bounds = quants | "Bounds" >> beam.Map(lambda kv: (kv[0], boundaries(kv[1])))
         bounds_si = beam.pvalue.AsDict(bounds)
         hist = (scored | "HistInputs" >> beam.FlatMap(hist_inputs, kinds, bounds_si)
-                | "SumHist" >> beam.CombinePerKey(_ArraySum()))
+                | "SumHist" >> beam.CombinePerKey(ArraySum()))
 
         def plan(_, totals, hist):
             bands, trivial = {}, []
@@ -300,26 +301,6 @@ class GroupCutoffs(beam.PTransform):
                     | "ExactCutoff" >> beam.Map(lambda kv, bands: (kv[0], exact_cutoff(bands[kv[0]], kv[1])),
                                                 bands=bands_si))
         return outs | "AllCutoffs" >> beam.Flatten()
-
-
-class _ArraySum(beam.CombineFn):
-    """Elementwise sum of equal-shape numpy arrays (None when empty)."""
-
-    def create_accumulator(self):
-        return None
-
-    def add_input(self, acc, v):
-        return np.array(v, copy=True) if acc is None else acc + v
-
-    def merge_accumulators(self, accs):
-        out = None
-        for a in accs:
-            if a is not None:
-                out = a.copy() if out is None else out + a
-        return out
-
-    def extract_output(self, acc):
-        return acc
 
 
 __all__ = ["Cutoff", "GroupCutoffs", "Scored", "approx_cutoff", "budget_target", "exact_cutoff", "locate"]

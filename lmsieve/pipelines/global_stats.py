@@ -20,21 +20,14 @@ import pyarrow.parquet as pq
 import apache_beam as beam
 
 
-class VectorSum(beam.CombineFn):
-    """Sum of equal-length numpy vectors (zeros of ``size`` when there are none)."""
-
-    def __init__(self, size: int, dtype=np.int64):
-        self.size, self.dtype = int(size), np.dtype(dtype)
+class ArraySum(beam.CombineFn):
+    """Elementwise sum of equal-shape numpy arrays (None when there are none)."""
 
     def create_accumulator(self):
         return None
 
     def add_input(self, acc, v):
-        v = np.asarray(v, dtype=self.dtype)
-        if acc is None:
-            return v.copy()
-        acc += v
-        return acc
+        return np.array(v, copy=True) if acc is None else acc + v
 
     def merge_accumulators(self, accs):
         out = None
@@ -42,6 +35,19 @@ class VectorSum(beam.CombineFn):
             if a is not None:
                 out = a.copy() if out is None else out + a
         return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+class VectorSum(ArraySum):
+    """Sum of equal-length numpy vectors of one dtype (zeros of ``size`` when there are none)."""
+
+    def __init__(self, size: int, dtype=np.int64):
+        self.size, self.dtype = int(size), np.dtype(dtype)
+
+    def add_input(self, acc, v):
+        return super().add_input(acc, np.asarray(v, dtype=self.dtype))
 
     def extract_output(self, acc):
         return np.zeros(self.size, dtype=self.dtype) if acc is None else acc
