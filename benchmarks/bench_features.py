@@ -14,10 +14,14 @@ The proxy is ``--proxy DIR`` or, without it, the **default proxy** trained here 
 ``--train-docs`` sample of the pool (its training time is reported; ``--train-steps`` shortens it).
 
     python benchmarks/bench_features.py [--docs 200] [--proxy DIR] [--train-steps N]
+
+Re-measuring the extractors of an earlier run without retraining:
+``--proxy benchmarks/out/features_work/proxy`` (its training record is picked up).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -75,6 +79,9 @@ def main() -> None:
     rows, extra = [], {}
     if args.proxy:
         lm = load_proxy(args.proxy, device="cpu")
+        record = Path(args.proxy).parent / "train_record.json"  # written when this script trained it
+        if record.is_file():
+            extra.update(json.loads(record.read_text()))
     else:
         sample = pool_docs(args.docs + args.train_docs).slice(args.docs)  # disjoint from the scored docs
         tcfg = TrainConfig() if args.train_steps is None else TrainConfig(steps=args.train_steps)
@@ -84,15 +91,22 @@ def main() -> None:
                                         "context": lm.context, "params": lm.model.num_parameters(),
                                         "tokens": tcfg.steps * tcfg.batch_size * lm.context,
                                         "final_loss": float(np.mean(lm.history[-50:]))}
+        (work / "train_record.json").write_text(json.dumps({"default_proxy_train": extra["default_proxy_train"]}))
         print(f"default proxy: {extra['default_proxy_train']}", flush=True)
     n_tokens = int(sum(len(x) for x in lm.tokenizer.encode_batch(docs)))
-    sae_dir = Path(lm.path) / "sae" if lm.path else work / "sae"
+    sae_dir = Path(lm.path) / "sae"
+    if not (sae_dir / "cfg.json").is_file():
+        sae_dir = work / "sae"
     if not (sae_dir / "cfg.json").is_file():
         acts, t_acts = timed(lambda: collect_activations(lm, docs.slice(0, 100), -2))
         (sae, hist), t_sae = timed(lambda: train_sae(acts, num_latents=2048, k=32, layer=lm.num_layers() - 1, steps=300))
         save_sae(sae, work / "sae")
         sae_dir = work / "sae"
+        (work / "sae_record.json").write_text(json.dumps({"sae_train": {"seconds": round(t_sae, 1),
+                                                                       "tokens": int(acts.shape[0]), "fvu": [hist[0], hist[-1]]}}))
         extra["sae_train"] = {"seconds": round(t_sae, 1), "tokens": int(acts.shape[0]), "fvu": [hist[0], hist[-1]]}
+    elif (sae_dir.parent / "sae_record.json").is_file():
+        extra.update(json.loads((sae_dir.parent / "sae_record.json").read_text()))
     sae = load_sae(sae_dir)
     extractors = [("embed", lambda: Embedder(device="cpu")), ("proxy_loss", lambda: ProxyLoss(lm)),
                   ("proxy_chunks", lambda: ProxyChunkLoss(lm, chunk_len=512)), ("pooled", lambda: PooledStates(lm)),

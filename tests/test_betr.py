@@ -80,11 +80,11 @@ def _auc(y, s):
 def two_domains():
     t = pool_slice(3000)
     t = t.filter(pc.is_in(t.column("domain"), value_set=pa.array(["math", "literature"])))
-    t = t.set_column(1, "text", pa.array([s[:300] for s in t.column("text").to_pylist()]))
+    t = t.set_column(1, "text", pa.array([s[:400] for s in t.column("text").to_pylist()]))
     return t.slice(0, 200), t.slice(200, 200), target_set("heldout_math").slice(0, 40)
 
 
-PARAMS = dict(max_seq_length=48, bucket=50_000, seed=4)
+PARAMS = dict(max_seq_length=64, bucket=50_000, seed=4)
 
 
 @pytest.fixture(scope="module")
