@@ -117,12 +117,12 @@ def scatter(values: pa.Array, valid: np.ndarray) -> pa.Array:
 
 
 # -- features -------------------------------------------------------------------------------------
-class TableFeature:
-    """A feature computed from a table of valid documents (see the module doc)."""
+class FeatureIdentity:
+    """What names a stored feature: its parameters, content hash, fingerprint and schema.
+
+    Shared by the table features here and the RunInference model handlers."""
 
     name: ClassVar[str] = ""
-    #: Document columns it reads.
-    input_columns: ClassVar[tuple[str, ...]] = (ID, TEXT)
 
     def params(self) -> dict:
         return {}
@@ -138,6 +138,13 @@ class TableFeature:
 
     def schema(self) -> pa.Schema:
         return pa.schema([pa.field(ID, pa.string())] + self.fields())
+
+
+class TableFeature(FeatureIdentity):
+    """A feature computed from a table of valid documents (see the module doc)."""
+
+    #: Document columns it reads.
+    input_columns: ClassVar[tuple[str, ...]] = (ID, TEXT)
 
     def setup(self) -> None:
         """Per-worker preparation (called once per DoFn instance)."""

@@ -33,6 +33,7 @@ import pyarrow as pa
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 import apache_beam as beam
+from lmsieve.pipelines.features import FeatureIdentity
 from lmsieve.schemas.errors import ConfigError
 
 
@@ -42,7 +43,7 @@ def resolve_device(device: str = "auto"):
     return _resolve(device)
 
 
-class DocModelHandler(ModelHandler[tuple[Any, str], tuple[Any, dict], Any]):
+class DocModelHandler(ModelHandler[tuple[Any, str], tuple[Any, dict], Any], FeatureIdentity):
     """Base handler: ``(key, text)`` -> ``(key, {column: value})`` (see the module doc)."""
 
     #: Feature name: the side file is ``<shard>.<name>.parquet``.
@@ -70,23 +71,7 @@ class DocModelHandler(ModelHandler[tuple[Any, str], tuple[Any, dict], Any]):
     def build(self, device) -> Any:
         raise NotImplementedError
 
-    def fields(self) -> list[pa.Field]:
-        raise NotImplementedError
-
-    def params(self) -> dict:
-        return {}
-
-    def content_hash(self) -> str:
-        return ""
-
-    # -- lmsieve side ---------------------------------------------------------------------------
-    def fingerprint(self) -> str:
-        from lmsieve.pipelines.features import fingerprint
-
-        return fingerprint(self.name, self.params(), self.content_hash())
-
-    def schema(self) -> pa.Schema:
-        return pa.schema([pa.field("id", pa.string())] + self.fields())
+    # fields(), params(), content_hash(), fingerprint(), schema(): FeatureIdentity.
 
     def text_length(self, element) -> int:
         return min(len(element[1]), self.length_cap)
