@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 
-.PHONY: demo test test-fast bench install clean
+.PHONY: demo test test-fast bench bench-quick install clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# Every benchmark on small slices (checks the scripts; writes benchmarks/out/quick/ only).
+bench-quick: $(STAMP)
+	$(PY) benchmarks/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -11,7 +11,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LMSIEVE_SHARED_DATA", REPO.parent / "shared" / "data"))
-OUT = REPO / "benchmarks" / "out"
+#: Where JSON and plots go (``LMSIEVE_BENCH_OUT`` overrides: ``run_all.py --quick`` uses a scratch folder).
+OUT = Path(os.environ.get("LMSIEVE_BENCH_OUT", REPO / "benchmarks" / "out"))
 
 
 def pin_one_core() -> None:

@@ -32,14 +32,25 @@ def method_params(name: str, steps: int) -> dict:
     if name == "color":
         return dict(tau=20, chunk_len=128, proxy_model=TINY, proxy_train=train, batch_tokens=8192,
                     finetune_train={"batch_size": 32})
-    if name == "mates":
+    if name in ("mates", "mates_topk"):
         return dict(proxy_model=TINY, proxy_train=train, n_probe=150, ref_windows=16, epochs=40, val_fraction=0.2)
     if name == "preselect":
-        return dict(proxies=[{"model": TINY, "train": {**train, "steps": s}} for s in (steps // 6, steps // 2, steps)],
-                    bucket=200_000)
+        # three proxies of one size on 0/50/100% target-like mixtures (see lmsieve/selectors/preselect.py)
+        return dict(proxies=[{"model": TINY, "train": train, "mixture": m} for m in (0.0, 0.5, 1.0)], bucket=200_000)
     if name == "dsir":
         return {}
     return {}
+
+
+def oracle_auc(sel, pool, is_t) -> float:
+    """P(a probed target-domain candidate has lower loss-after than a probed other one)."""
+    import numpy as np
+
+    from lmsieve.sampling.hashing import stable_hash64
+
+    pick = np.argsort(stable_hash64(sel.get_params()["seed"], pool.column("id").to_pylist()), kind="stable")
+    y, t = sel.oracle_, is_t[pick[: len(sel.oracle_)]]
+    return float(np.mean(y[t][:, None] < y[~t][None, :])) if t.any() and (~t).any() else float("nan")
 
 
 def main() -> None:
@@ -50,7 +61,7 @@ def main() -> None:
     ap.add_argument("--n-targets", type=int, default=80)
     ap.add_argument("--keep", type=float, default=0.05)
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--methods", default="random,dsir,color,preselect,mates")
+    ap.add_argument("--methods", default="random,dsir,color,preselect,mates,mates_topk")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
 
@@ -70,12 +81,15 @@ def main() -> None:
                            pc.utf8_slice_codeunits(pool.column("text"), 0, args.max_chars))
     target = pq.read_table(SHARED / "targets" / f"{args.target}.parquet").slice(0, args.n_targets)
     is_t = np.array(pool.column("domain").to_pylist()) == "code_python"
-    rows = []
+    rows, fitted = [], {}
     for name in args.methods.split(","):
         params = method_params(name, args.steps)
         t0 = time.perf_counter()
         try:
-            sel, s, e = fit_and_score(name, target, pool, **params)
+            if name == "mates_topk" and "mates" in fitted:  # the same fitted MATES, ranked without noise
+                sel, (s, e) = fitted["mates"], fitted["mates_scores"]
+            else:
+                sel, s, e = fit_and_score(name.replace("_topk", ""), target, pool, **params)
         except Exception as exc:  # noqa: BLE001 - a benchmark row records the failure
             rows.append({"method": name, "error": f"{type(exc).__name__}: {exc}"})
             print(name, "failed:", exc)
@@ -85,13 +99,16 @@ def main() -> None:
         sel.score(pool.slice(0, 200))
         per_doc = (time.perf_counter() - t1) / 200
         t_fit = max(0.0, t_all - per_doc * pool.num_rows)
-        kw = {"temperature": 0.5} if name == "mates" else {}
+        if name == "mates":
+            fitted["mates"], fitted["mates_scores"] = sel, (s, e)
+        kw = {"temperature": 0.5} if name == "mates" else {"ranking": "topk"} if name == "mates_topk" else {}
         res = run_selection(sel, pool, Budget(fraction=args.keep), seed=0, **kw)
         prec = float(is_t[res.indices].mean()) if len(res.indices) else float("nan")
         row = {"method": name, "ranking": res.ranking, "fit_s": round(t_fit, 1), "score_ms_per_doc": round(per_doc * 1e3, 2),
                f"precision@{args.keep:g}": round(prec, 3), "selected": len(res.indices)}
         if hasattr(sel, "report_"):
-            row["note"] = f"influence spearman {sel.report_['spearman']:.2f}"
+            row["note"] = f"influence spearman {sel.report_['spearman']:.2f}, oracle AUC code<other " \
+                          f"{oracle_auc(sel, pool, is_t):.2f}"
         if hasattr(sel, "label_counts_"):
             row["note"] = f"labels {sel.label_counts_}"
         rows.append(row)

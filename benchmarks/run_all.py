@@ -1,15 +1,18 @@
 """``make bench``: every benchmark in one run; writes benchmarks/RESULTS.md and the README's table.
 
-Runs, each in fresh one-core child processes: DSIR and ZIP-FIT against their reference packages on
-the whole shared pool, the scaling curve (1k → 20k documents and a synthetic 10× pool), and the
-model-feature extractors when their benchmark exists. Takes many minutes; not part of ``make test``.
+Runs every script in ``BENCHES``: DSIR and ZIP-FIT against their reference packages on the whole
+shared pool (one-core child processes), the scaling curve (1k → 20k documents and a synthetic 10×
+pool), Beam vs the API, the model-feature extractors, the eval harness ("does it help?"), the
+selectors' quality tables and the mixture optimiser. Writes benchmarks/RESULTS.md and the README's
+two generated blocks. Takes well over an hour on 2 cores; not part of ``make test``.
 
-    python benchmarks/run_all.py [--quick]     # --quick: small slices, for checking the script
+    python benchmarks/run_all.py [--quick] [--only bench_eval.py,...]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -23,13 +26,13 @@ RESULTS = HERE / "RESULTS.md"
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
-def run(script: str, *args: str) -> None:
+def run(script: str, *args: str, env: dict | None = None) -> None:
     print(f"\n== {script} {' '.join(args)}", flush=True)
-    subprocess.run([sys.executable, str(HERE / script), *args], check=True)
+    subprocess.run([sys.executable, str(HERE / script), *args], check=True, env=env)
 
 
-def load(name: str) -> dict | None:
-    p = OUT / name
+def load(out: Path, name: str) -> dict | None:
+    p = out / name
     return json.loads(p.read_text()) if p.exists() else None
 
 
@@ -55,23 +58,62 @@ def headline(dsir: dict | None, zipfit: dict | None) -> str:
     return "\n".join(lines)
 
 
+#: (script, args for --quick, JSON it writes, RESULTS.md section). Scripts that are missing are skipped;
+#: the model-heavy ones (selectors' quality, mixtures) take the longest.
+BENCHES = [
+    ("bench_dsir.py", ["--limit", "1000"], "dsir.json", "DSIR detail"),
+    ("bench_zipfit.py", ["--limit", "500"], "zipfit.json", "ZIP-FIT detail"),
+    ("bench_scaling.py", ["--sizes", "500,1000", "--synthetic", "2"], "scaling.json", "Scaling (streamed, one core)"),
+    ("bench_beam.py", ["--repeats", "1"], "beam.json", "Beam runner vs in-process API"),
+    ("bench_features.py", ["--quick"], "features.json", "Model features"),
+    ("bench_eval.py", ["--quick"], "eval.json", "Does selection help? (eval harness)"),
+    ("bench_loss_selectors.py", ["--limit", "300", "--steps", "60"], "loss_selectors.json", "Loss-based selectors"),
+    ("bench_representation.py", ["--limit", "600"], "representation.json", "Representation-based selectors"),
+    ("bench_mixture.py", ["--quick"], "mixture.json", "Mixture optimisation (end to end)"),
+]
+README_EVAL = ("<!-- eval:start -->", "<!-- eval:end -->")
+
+
+def table_of(data: dict | None) -> str | None:
+    if not data:
+        return None
+    return data.get("table") or data.get("table_markdown")
+
+
+def replace_block(text: str, markers: tuple[str, str], body: str) -> str:
+    start, end = markers
+    if start not in text or end not in text:
+        return text
+    block = f"{start}\n{body}\n{end}"
+    return re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true",
+                    help="small slices, to check the scripts: writes to benchmarks/out/quick/ and leaves "
+                         "RESULTS.md and README alone")
+    ap.add_argument("--only", default="", help="comma-separated script names to run (default: all; 'none' "
+                                              "runs nothing); RESULTS.md is assembled from every JSON present")
     a = ap.parse_args()
     q = a.quick
-    run("bench_dsir.py", *(["--limit", "1000"] if q else []))
-    run("bench_zipfit.py", *(["--limit", "500"] if q else []))
-    run("bench_scaling.py", *(["--sizes", "500,1000", "--synthetic", "2"] if q else []))
-    if (HERE / "bench_features.py").exists():
-        run("bench_features.py", *(["--quick"] if q else []))
-    dsir, zipfit, scaling, features = (load(n) for n in ("dsir.json", "zipfit.json", "scaling.json", "features.json"))
+    out, results, env = OUT, RESULTS, None
+    if q:
+        out = OUT / "quick"
+        results = out / "RESULTS.md"
+        env = {**os.environ, "LMSIEVE_BENCH_OUT": str(out)}
+    only = {x.strip() for x in a.only.split(",") if x.strip()}
+    for script, quick_args, _, _ in BENCHES:
+        if (HERE / script).exists() and (not only or script in only):
+            run(script, *(quick_args if q else []), env=env)
+    data = {name: load(out, name) for _, _, name, _ in BENCHES}
+    dsir, zipfit = data["dsir.json"], data["zipfit.json"]
     m = machine()
     parts = [
         "# Benchmark results",
         "",
         f"Generated by `make bench` (`benchmarks/run_all.py{' --quick' if q else ''}`); do not edit by hand.",
-        f"Machine: {m['cpus']} cores ({m['processor']}), Python {m['python']}, no GPU. Every figure is one core:"
+        f"Machine: {m['cpus']} cores ({m['processor']}), Python {m['python']}, no GPU. Speed figures are one core:"
         " each implementation runs in its own child process pinned to one core.",
         "",
         "## Against the reference packages",
@@ -79,19 +121,24 @@ def main() -> None:
         headline(dsir, zipfit),
         "",
     ]
-    for title, data in (("DSIR detail", dsir), ("ZIP-FIT detail", zipfit), ("Scaling (streamed, one core)", scaling),
-                        ("Model features", features)):
-        if data and data.get("table"):
-            parts += [f"## {title}", "", data["table"], ""]
-    RESULTS.write_text("\n".join(parts))
-    print(f"wrote {RESULTS}")
+    for _, _, name, title in BENCHES:
+        table = table_of(data[name])
+        if table:
+            setup = data[name].get("setup")
+            parts += [f"## {title}", "", *([setup, ""] if setup else []), table, ""]
+    results.write_text("\n".join(parts))
+    print(f"wrote {results}")
+    if q:
+        return
     readme = REPO / "README.md"
     text = readme.read_text()
-    if README_START in text and README_END in text:
-        block = f"{README_START}\n{headline(dsir, zipfit)}\n\nFull tables: `benchmarks/RESULTS.md`.\n{README_END}"
-        readme.write_text(re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _: block, text,
-                                 flags=re.S))
-        print(f"updated {readme}")
+    text = replace_block(text, (README_START, README_END),
+                         f"{headline(dsir, zipfit)}\n\nFull tables: `benchmarks/RESULTS.md`.")
+    ev = data["eval.json"]
+    if ev and ev.get("table"):
+        text = replace_block(text, README_EVAL, f"{ev['setup']}\n\n{ev['table']}")
+    readme.write_text(text)
+    print(f"updated {readme}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ import pyarrow.compute as pc
 from lmsieve.io.inputs import load_docs
 from lmsieve.sampling.select import Budget, select as select_indices
 from lmsieve.schemas.document import ID, TEXT
-from lmsieve.schemas.errors import ConfigError
+from lmsieve.schemas.errors import ConfigError, InputError
+from lmsieve.schemas.quarantine import DEFAULT_MAX_DOC_BYTES, Quarantine
 from lmsieve.selectors.base import Selector, get_selector_class
 
 SCORE_BATCH_ROWS = 4096
@@ -25,18 +26,57 @@ def make_selector(method: str, **params) -> Selector:
     return get_selector_class(method)(**params)
 
 
+def load_target(target, name: str = "target") -> pa.Table:
+    """The target documents (always validated strictly); an empty target is an error naming it."""
+    tgt, files = load_docs(target, name=name)
+    if tgt.num_rows == 0:
+        where = ", ".join(f.path for f in files) or f"<{name}>"
+        raise ConfigError(f"{where}: the target set is empty (0 documents)")
+    return tgt
+
+
+def feature_columns(sel: Selector) -> list[str]:
+    """Columns a selector reads besides id/text whose non-finite values spoil a document."""
+    return [c for c in (*sel.input_columns, *sel.get_params().get("score_columns", ())) if c not in (ID, TEXT)]
+
+
+def load_pool(docs, method: str | Selector, params: dict | None = None, on_invalid="error",
+              max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, **kw) -> tuple[pa.Table, list, Quarantine]:
+    """(valid pool documents, files read, quarantine record) under the ``on_invalid`` policy
+    (``"error"``, ``"quarantine"`` or a :class:`Quarantine` to fill); an empty pool is an error."""
+    q = on_invalid if isinstance(on_invalid, Quarantine) else Quarantine(on_invalid, max_doc_bytes)
+    sel = make_selector(method, **(params or {})) if isinstance(method, str) else method
+    table, files = load_docs(docs, name="pool", quarantine=q, feature_columns=feature_columns(sel), **kw)
+    if q.n_read == 0:
+        raise InputError("the pool is empty (0 documents)", ", ".join(f.path for f in files) or "<pool>")
+    return table, files, q
+
+
+def drop_nonfinite(q: Quarantine, table: pa.Table, scores: np.ndarray, eligible: np.ndarray):
+    """(table, scores, eligible) without the documents whose score is not finite (by policy)."""
+    keep = q.screen_scores(scores, table.column(ID))
+    if keep.all():
+        return table, scores, eligible
+    return table.filter(pa.array(keep)), scores[keep], eligible[keep]
+
+
+def _report(q: Quarantine, quarantine_given: bool) -> None:
+    if q.n and not quarantine_given:
+        import logging
+
+        logging.getLogger("lmsieve").warning("quarantined %d documents: %s (pass on_invalid=Quarantine(...) "
+                                             "to get them)", q.n, q.counts())
+
+
 def fit_selector(method: str | Selector, target, pool=None, **params) -> Selector:
     """Fit a selector on ``target`` (one or several batches/paths) and, where it needs one, a pool
     sample (DSIR's raw distribution)."""
     sel = make_selector(method, **params) if isinstance(method, str) else method
     targets = target if isinstance(target, dict) else None
     if targets is not None:
-        tables = {k: load_docs(v, name=f"target {k}")[0] for k, v in targets.items()}
-        tgt = list(tables.values())
+        tgt = [load_target(v, name=f"target {k}") for k, v in targets.items()]
     else:
-        tgt = load_docs(target, name="target")[0]
-        if tgt.num_rows == 0:
-            raise ConfigError("the target set is empty")
+        tgt = load_target(target)
     pool_table = None
     if sel.needs_pool_sample:
         if pool is None:
@@ -49,6 +89,7 @@ def score_table(selector: Selector, table: pa.Table, batch_rows: int = SCORE_BAT
                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(scores, eligible) for every row, scored in batches (with a progress bar if asked)."""
     n = table.num_rows
+    cols = {ID, *selector.input_columns, *feature_columns(selector)}
     parts_s, parts_e = [], []
     bar = None
     if progress:
@@ -56,7 +97,7 @@ def score_table(selector: Selector, table: pa.Table, batch_rows: int = SCORE_BAT
 
         bar = tqdm(total=n, unit="doc", desc=f"scoring ({selector.name})", smoothing=0.1)
     for start in range(0, n, batch_rows):
-        batch = table.slice(start, batch_rows).select([c for c in table.column_names if c in selector.input_columns or c == ID])
+        batch = table.slice(start, batch_rows).select([c for c in table.column_names if c in cols])
         s, e = selector.score_and_mask(batch)
         parts_s.append(np.asarray(s, dtype=np.float64))
         parts_e.append(np.asarray(e, dtype=bool))
@@ -151,10 +192,8 @@ def fit_and_score(method: str, target, table: pa.Table, pool_sample=None, progre
     A selector with ``fit_score`` (DSIR) featurizes the pool once for both steps."""
     sel = make_selector(method, **params)
     if pool_sample is None and hasattr(sel, "fit_score"):
-        tgt = {k: load_docs(v, name=f"target {k}")[0] for k, v in target.items()} if isinstance(target, dict) \
-            else load_docs(target, name="target")[0]
-        if not isinstance(tgt, dict) and tgt.num_rows == 0:
-            raise ConfigError("the target set is empty")
+        tgt = {k: load_target(v, name=f"target {k}") for k, v in target.items()} if isinstance(target, dict) \
+            else load_target(target)
         bar = None
         if progress:
             from tqdm import tqdm
@@ -170,29 +209,42 @@ def fit_and_score(method: str, target, table: pa.Table, pool_sample=None, progre
     return sel, s, e
 
 
-def score(docs, method: str, target, *, pool_sample=None, progress: bool = False, **params) -> np.ndarray:
+def score(docs, method: str, target, *, pool_sample=None, progress: bool = False, on_invalid="error",
+          max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, **params) -> np.ndarray:
     """Scores aligned with ``docs`` (higher is better unless the method says otherwise).
 
     Ineligible documents (e.g. DSIR's under-100-word ones) still get their score; use
-    :func:`select` for selection, which excludes them.
+    :func:`select` for selection, which excludes them. ``on_invalid``: "error" (default: a bad
+    document raises InputError naming its file and row), "quarantine" (its score is NaN and a
+    warning counts them) or a :class:`lmsieve.schemas.quarantine.Quarantine` to fill.
     """
-    table, _ = load_docs(docs, name="pool", columns=[ID, TEXT])
-    return fit_and_score(method, target, table, pool_sample, progress, **params)[1]
+    table, _, q = load_pool(docs, method, params, on_invalid, max_doc_bytes, columns=[ID, TEXT])
+    _, s, e = fit_and_score(method, target, table, pool_sample, progress, **params)
+    table, s, e = drop_nonfinite(q, table, s, e)
+    _report(q, isinstance(on_invalid, Quarantine))
+    full = np.full((q.n_read,) + s.shape[1:], np.nan)
+    full[q.kept_index_] = s
+    return full
 
 
 def select(docs, method: str, target, keep=None, seed: int = 0, *, keep_chars_fraction: float | None = None,
            threshold: float | None = None, ranking: str | None = None, temperature: float = 1.0,
-           pool_sample=None, progress: bool = False, **params) -> pa.Table:
+           pool_sample=None, progress: bool = False, on_invalid="error",
+           max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, **params) -> pa.Table:
     """The selected documents (all input columns, input order).
 
     ``keep``: a count or a fraction of documents; or ``keep_chars_fraction`` / ``threshold``.
-    ``ranking``: "topk" or "gumbel" (default: the method's paper default).
+    ``ranking``: "topk" or "gumbel" (default: the method's paper default). ``on_invalid``: as in
+    :func:`score`; quarantined documents are never selected (a fraction counts the valid ones).
     """
     budget = make_budget(keep, keep_chars_fraction, threshold)
-    table, _ = load_docs(docs, name="pool")
+    table, _, q = load_pool(docs, method, params, on_invalid, max_doc_bytes)
     sel, s, e = fit_and_score(method, target, table, pool_sample, progress, **params)
+    table, s, e = drop_nonfinite(q, table, s, e)
+    _report(q, isinstance(on_invalid, Quarantine))
     return run_selection(sel, table, budget, seed=seed, ranking=ranking, temperature=temperature,
                          scores=s, eligible=e).selected
 
 
-__all__ = ["Selection", "fit_and_score", "fit_selector", "make_budget", "make_selector", "run_selection", "score", "score_table", "select"]
+__all__ = ["Selection", "drop_nonfinite", "feature_columns", "fit_and_score", "fit_selector", "load_pool", "load_target",
+           "make_budget", "make_selector", "run_selection", "score", "score_table", "select"]

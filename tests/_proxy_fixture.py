@@ -52,3 +52,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_sae_dir() -> str:
+    """A TopK SAE (256 latents, K=16, 100 steps) on layer 1 of the tiny proxy, trained once per session."""
+    from lmsieve.features.proxy_lm import load_proxy
+    from lmsieve.features.sae import collect_activations, save_sae, train_sae
+
+    lm = load_proxy(str(tiny_proxy_dir()), device="cpu")
+    docs = [s[:300] for s in domain_docs("literature").column("text").to_pylist()[:20]]
+    sae, _ = train_sae(collect_activations(lm, docs, 1), num_latents=256, k=16, layer=1, steps=100,
+                       batch_size=512, seed=0)
+    return str(save_sae(sae, Path(tempfile.mkdtemp(prefix="lmsieve-sae-")) / "sae"))

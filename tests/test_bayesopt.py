@@ -47,16 +47,23 @@ def run_mes(seed, max_steps):
     return X, y, f1, tr
 
 
-@pytest.mark.xfail(reason='open issue #8: MF-MES wins 1 of 3 seeds on the short check; tuning pending', strict=False)
 def test_mf_mes_beats_random_cost_and_target_fidelity():
+    """Short check (the full 10-seed one is in test_bayesopt_slow.py): 3 seeds, 8 MF-MES steps.
+
+    Seed 1 cannot be won: its best-of-10 random full-fidelity draw is already the pool's optimum
+    (random regret 0), so 2 of 3 is the most any method can reach on these seeds."""
     wins = 0
-    for seed in range(3):  # the full 10-seed check is in test_bayesopt_slow.py
+    state = torch.get_rng_state()
+    for seed in range(3):
         X, y, f1, tr = run_mes(seed, max_steps=8)
         assert np.allclose(tr.cum_cost, np.cumsum(X[tr.rows, -1]))      # (d) cost = Σ queried fidelities
         assert tr.cum_cost[-1] <= 10.0 + 1e-9
         assert all(X[r, -1] == 1.0 for r in tr.recommended)             # (e) recommended at fidelity 1
         wins += regret(X, f1, tr.recommended[-1]) < random_regret(X, y, f1, seed, 10)
     assert wins >= 2
+    assert torch.equal(torch.get_rng_state(), state)  # BoTorch draws come from a forked, seeded RNG
+    again = run_mes(0, max_steps=1)[3]
+    assert again.rows == run_mes(0, max_steps=1)[3].rows  # reproducible: same seed, same queries
 
 
 def test_qlogei_beats_random_within_30():

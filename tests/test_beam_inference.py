@@ -101,7 +101,7 @@ def test_extractor_adapter_writes_aligned_side_files(tmp_path):
     pq.write_table(pa.table(bad, schema=pool.schema), d / "p.parquet", row_group_size=7)
     h = ExtractorModelHandler(_FakeExtractor, "fake", max_batch_size=4)
     rep = run_features_job(str(d), str(tmp_path / "feat"), [], [h], options=make_options(["--runner=FnApiRunner"]),
-                           progress_secs=0)
+                           progress_secs=0, on_invalid="quarantine")
     assert rep.computed == {"docs": 1, "fake": 1} and rep.invalid == 1
     t = pq.read_table(tmp_path / "feat" / "p.fake.parquet")
     assert t.column("id").to_pylist() == pool.column("id").to_pylist()

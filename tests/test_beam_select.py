@@ -186,7 +186,8 @@ def test_invalid_rows_are_counted_and_skipped(data, tmp_path):
     d.mkdir()
     pq.write_table(t.slice(0, 150), d / "a.parquet")
     pq.write_table(t.slice(150), d / "b.parquet")
-    rep = run_features_job(str(d), str(tmp_path / "feat"), [NgramFeature()], options=_opts(), progress_secs=0)
+    rep = run_features_job(str(d), str(tmp_path / "feat"), [NgramFeature()], options=_opts(), progress_secs=0,
+                           on_invalid="quarantine")
     assert rep.invalid == 3 and rep.docs == 300
     cfg = SelectionConfig(method="dsir", budget=Budget(fraction=0.2), seed=2, num_quantiles=11)
     m = run_selection_job(str(d), str(tmp_path / "feat"), [str(root / "target.parquet")], str(tmp_path / "out"), cfg,

@@ -112,3 +112,22 @@ def test_same_seed_same_selection_through_the_api(two_domains, fitted):
     picks = [run_selection(sel, sample, Budget(fraction=0.05), seed=9, scores=x, eligible=y).indices.tolist()
              for x, y in ((s, e), (ref_s, ref_e))]
     assert len(picks[0]) > 0 and picks[0] == picks[1]
+
+
+def test_optimal_keep_fraction_follows_the_papers_formula():
+    from lmsieve.schemas.errors import ConfigError
+    from lmsieve.selectors.betr import optimal_keep_fraction
+
+    # F_opt(C) = 4e-5 * C^0.25 percent of tokens (spec selection-methods-b.md section 1)
+    assert optimal_keep_fraction(1e20) == pytest.approx(0.04, rel=1e-9)          # 4e-5 * 1e5 %
+    assert optimal_keep_fraction(1e23) == pytest.approx(0.2249, rel=1e-3)        # 4e-5 * 10^5.75 %
+    assert optimal_keep_fraction(1e16) == pytest.approx(0.004, rel=1e-9)
+    # the spec's rounded anchors (3% at 1e20, 30% at 1e23) within a factor 1.4
+    assert 0.03 / 1.4 < optimal_keep_fraction(1e20) < 0.03 * 1.4
+    assert 0.30 / 1.4 < optimal_keep_fraction(1e23) < 0.30 * 1.4
+    assert optimal_keep_fraction(1e40) == 1.0
+    with pytest.raises(ConfigError):
+        optimal_keep_fraction(0)
+    from lmsieve.cli.select_cmd import method_notes
+
+    assert "betr: token_fraction=F" in method_notes() and "4e-5*C^0.25" in method_notes()  # lmsieve select --help

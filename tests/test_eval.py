@@ -36,6 +36,26 @@ def test_split_is_stable_and_disjoint():
     assert split_target(t, seed=4)[1].column("id").to_pylist() != b1.column("id").to_pylist()
 
 
+def test_max_target_examples_caps_what_every_method_sees(monkeypatch):
+    import lmsieve.eval.harness as harness
+
+    seen = []
+    real = harness.fit_and_score
+
+    def recording(method, target, pool, **kw):
+        seen.append((method, sorted(target.column("id").to_pylist())))
+        return real(method, target, pool, **kw)
+
+    monkeypatch.setattr(harness, "fit_and_score", recording)
+    target = target_set("heldout_math")
+    sel_half, eval_half = split_target(target, seed=1)
+    run_eval(pool_slice(300), target, ["dsir", "random"], 100_000, [1], max_target_examples=20)
+    (m1, ids1), (m2, ids2) = seen
+    assert len(ids1) == 20 and ids1 == ids2                      # the same 20 examples for every method
+    assert set(ids1) <= set(sel_half.column("id").to_pylist())  # drawn from the selection half only
+    assert not set(ids1) & set(eval_half.column("id").to_pylist())
+
+
 def test_planted_evaluation_examples_are_never_trained_on():
     pool = pool_slice(800)
     target = target_set("heldout_code_python").slice(0, 60)

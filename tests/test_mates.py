@@ -4,7 +4,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import torch
 from _proxy_fixture import one_thread, tiny_proxy_dir  # noqa: F401
 from conftest import pool_slice, target_set
 
@@ -41,7 +40,8 @@ def test_small_lr_matches_first_order_adam_prediction(probe):
     lm, lr = probe.lm, 1e-4
     probe.restore()
     x = docs("code_python", 1)[0]
-    ids = torch.from_numpy(np.concatenate([[lm.tokenizer.bos_id], lm.tokenizer.encode_batch([x])[0][: lm.context]]).astype(np.int64))[None]
+    ids = probe.windows(x)  # the whole candidate (up to probe_tokens) as one batch of windows
+    assert ids.shape[0] > 1
     params = dict(lm.model.named_parameters())
 
     def grads(windows):
@@ -136,3 +136,25 @@ def test_fitted_selector_prefers_target_domain_and_beam_matches_api(fitted_mates
                             if o["path"].startswith("selected-")]).column("id").to_pylist()
     ref = run_selection(sel, pool, budget, seed=6, temperature=0.5, scores=s, eligible=e).selected.column("id").to_pylist()
     assert len(ref) == 20 and got == ref
+
+
+def test_run_stages_tiny(one_thread):  # noqa: F811
+    """The staged loop: stage 0 random, later stages re-probe with the current proxy, re-fit and select
+    20% of their own part of the pool; the same seed gives the same stages."""
+    from lmsieve.sampling.hashing import stable_hash64
+    from lmsieve.selectors.mates import run_stages
+
+    t = pool_slice(1500)
+    pool = pa.concat_tables([t.filter(pc.equal(t.column("domain"), d)).slice(0, 40) for d in ("code_python", "legal")])
+    pool = pool.set_column(pool.schema.get_field_index("text"), "text", pc.utf8_slice_codeunits(pool.column("text"), 0, 300))
+    target = target_set("heldout_code_python").slice(0, 5)
+    kw = dict(stages=2, steps_per_stage=20, seed=3, proxy_model={"n_layer": 1, "d_model": 32, "n_head": 2, "context": 64},
+              n_probe=12, ref_windows=4, epochs=3, val_fraction=0.25, probe_tokens=128)
+    out = run_stages(pool, target, **kw)
+    part = stable_hash64(3, pool.column("id").to_pylist()) % np.uint64(2)
+    ids = np.array(pool.column("id").to_pylist())
+    assert len(out) == 2
+    for s, chosen in enumerate(out):
+        mine = set(ids[part == s].tolist())
+        assert set(chosen) <= mine and len(chosen) == int(0.2 * len(mine)) and len(set(chosen)) == len(chosen)
+    assert run_stages(pool, target, **kw) == out

@@ -1,7 +1,7 @@
-"""RDS+ (rds, rds-rr): pooling, padding, hand-built selection orders, task balance, API == Beam."""
+"""RDS+ (rds, rds-rr): pooling, padding, hand-built selection orders, task balance (API == Beam:
+test_repr_beam.py)."""
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 from _proxy_fixture import one_thread, tiny_proxy_dir  # noqa: F401
@@ -94,25 +94,37 @@ def test_api_round_robin_equals_brute_force_and_save_load(proxy, tmp_path):
     assert back.name == "rds-rr" and np.array_equal(back.queries_, sel.queries_)
 
 
-def test_same_seed_same_selection_api_and_beam(proxy, tmp_path):
-    import lmsieve
-    from lmsieve.pipelines.features import ScoreFeature, hash_target_files, read_target, selector_class
-    from lmsieve.pipelines.features_job import run_features_job
-    from lmsieve.pipelines.options import make_options
-    from lmsieve.pipelines.selection_job import SelectionConfig, run_selection_job
-    from test_beam_select import selected_ids, write_shards
+def test_multi_task_through_the_api_splits_picks_despite_x10_scale(monkeypatch):
+    """lmsieve.select(target={task: ...}, method="rds-rr"): per-task max, then round-robin across
+    tasks; task b's similarities are 10x task a's, yet each task gets floor(N/2) +- 1 picks."""
+    from lmsieve.api import select as api_select
 
-    pool = _docs(60)
-    tpath = str(tmp_path / "t.parquet")
-    pq.write_table(target_set("heldout_code_python").slice(0, 4), tpath)
-    params = {"model": proxy, "max_tokens": 96}
-    pool_dir = write_shards(pool, tmp_path / "pool", 25, 10)
-    opts = make_options(["--runner=FnApiRunner"])
-    sel = selector_class("rds")(**params).fit(read_target([tpath]))
-    run_features_job(pool_dir, str(tmp_path / "feat"), [ScoreFeature(sel, hash_target_files([tpath]))],
-                     options=opts, progress_secs=0)
-    cfg = SelectionConfig(method="rds", params=params, budget=Budget(k=9), seed=5, num_quantiles=5)
-    m = run_selection_job(pool_dir, str(tmp_path / "feat"), [tpath], str(tmp_path / "out"), cfg, options=opts,
-                          progress_secs=0)
-    ref = lmsieve.select(pool, "rds", tpath, keep=9, seed=5, **params).column("id").to_pylist()
-    assert len(ref) == 9 and selected_ids(m, tmp_path / "out") == ref
+    rng = np.random.default_rng(5)
+    dim = 8
+    vec = {}
+
+    def doc(topic, i):
+        v = np.eye(dim)[topic] + 0.3 * rng.normal(size=dim)
+        t = f"topic{topic} doc{i}"
+        vec[t] = v / np.linalg.norm(v)
+        return t
+
+    pool = pa.table({"id": [f"d{i}" for i in range(120)], "text": [doc(i % 2, i) for i in range(120)]})
+    ta = pa.table({"id": ["a0", "a1"], "text": [doc(0, 1000), doc(0, 1001)]})
+    tb = pa.table({"id": ["b0", "b1"], "text": [doc(1, 2000), doc(1, 2001)]})
+    scale = {t: 10.0 for t in tb.column("text").to_pylist()}  # task b's queries: 10x the scale
+
+    def fake_embed(self, batch):
+        from lmsieve.selectors.chat_template import template_texts
+
+        return np.stack([vec[t] * scale.get(t, 1.0) for t in template_texts(batch)]).astype(np.float32)
+
+    monkeypatch.setattr(RDS, "embed", fake_embed)
+    for n in (9, 30):
+        got = api_select(pool, "rds-rr", {"task_a": ta, "task_b": tb}, keep=n, seed=0, model="unused")
+        topics = [int(t[5]) for t in got.column("text").to_pylist()]
+        assert len(topics) == n and len(set(got.column("id").to_pylist())) == n
+        assert abs(topics.count(0) - n // 2) <= 1 and abs(topics.count(1) - n // 2) <= 1
+    # a global max over the mixed scales gives (nearly) everything to task b
+    single = api_select(pool, "rds", pa.concat_tables([ta, tb]), keep=30, seed=0, model="unused")
+    assert sum(int(t[5]) == 1 for t in single.column("text").to_pylist()) >= 28

@@ -23,6 +23,18 @@ def add_method_args(p: argparse.ArgumentParser) -> None:
                         "(e.g. --param num_buckets=20000 --param codec=lz4)")
 
 
+def add_invalid_args(p: argparse.ArgumentParser) -> None:
+    """``--on-invalid`` and ``--max-doc-bytes`` (see :mod:`lmsieve.schemas.quarantine`)."""
+    from lmsieve.schemas.quarantine import DEFAULT_MAX_DOC_BYTES, POLICIES
+
+    p.add_argument("--on-invalid", choices=POLICIES, default="error",
+                   help="a bad document (null, non-UTF-8 or too large text, null or repeated id, non-finite "
+                        "feature or score): 'error' stops naming its file and row (default); 'quarantine' "
+                        "leaves it out, writes it with its reason to quarantine.parquet and counts it")
+    p.add_argument("--max-doc-bytes", type=int, default=DEFAULT_MAX_DOC_BYTES, metavar="N",
+                   help=f"texts over N bytes are bad documents (default {DEFAULT_MAX_DOC_BYTES:,}: 10 MiB)")
+
+
 def parse_params(items: list[str]) -> dict:
     out = {}
     for item in items:

@@ -21,6 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..S-1 (default 3)")
     p.add_argument("--proxy-steps", type=int, default=300,
                    help="proxy training steps of 16 x 256 bytes (default 300); 0 skips the proxy loss")
+    p.add_argument("--max-target-examples", type=int, default=None, metavar="N",
+                   help="show every method at most N selection-half examples (bounds ZIP-FIT's cost)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(func=run)
 
@@ -38,10 +40,12 @@ def run(args) -> int:
     proxy = ProxyEval(steps=args.proxy_steps, eval_every=max(1, args.proxy_steps // 6)) if args.proxy_steps > 0 else None
     seeds = list(range(args.seeds))
     runs = run_eval(pool, target, methods, args.budget_chars, seeds, proxy=proxy,
+                    max_target_examples=args.max_target_examples,
                     progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     rows = summarize(runs)
     meta = {"pool": args.pool, "target": args.target, "methods": methods, "budget_chars": args.budget_chars,
-            "seeds": seeds, "proxy_steps": args.proxy_steps, "proxy_tokens": proxy.tokens if proxy else 0}
+            "seeds": seeds, "proxy_steps": args.proxy_steps, "max_target_examples": args.max_target_examples,
+            "proxy_tokens": proxy.tokens if proxy else 0}
     paths = write_report(args.out, runs, rows, meta)
     print(markdown_table(rows))
     print("wrote " + ", ".join(paths.values()))

@@ -22,6 +22,10 @@ COMMAND_MODULES = [
     "lmsieve.cli.featurize_cmd",
     "lmsieve.cli.train_proxy_cmd",
     "lmsieve.cli.eval_cmd",
+    "lmsieve.cli.release_cmd",
+    "lmsieve.cli.verify_cmd",
+    "lmsieve.cli.mix_cmd",
+    "lmsieve.cli.prefilter_cmd",
 ]
 
 

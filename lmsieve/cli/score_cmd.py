@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from lmsieve.cli.common import add_method_args, one_or_many, parse_params, scores_table
+from lmsieve.cli.common import add_invalid_args, add_method_args, one_or_many, parse_params, scores_table
 
 
 def add_parser(sub) -> None:
@@ -13,23 +13,37 @@ def add_parser(sub) -> None:
                     "pool document and write id, score, eligible to --out (higher is better).",
     )
     add_method_args(p)
-    p.add_argument("--out", required=True, help="output Parquet file, e.g. scores.parquet")
+    add_invalid_args(p)
+    p.add_argument("--out", required=True, help="output Parquet file, e.g. scores.parquet (with --on-invalid "
+                                                 "quarantine also OUT_STEM.quarantine.parquet beside it)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from lmsieve.api import fit_and_score
-    from lmsieve.io.inputs import load_docs
+    from lmsieve.api import drop_nonfinite, fit_and_score, load_pool
     from lmsieve.io.parquet import write_table
 
-    pool, _ = load_docs(one_or_many(args.pool), name="pool", columns=["id", "text"])
+    params = parse_params(args.param)
+    pool, _, q = load_pool(one_or_many(args.pool), args.method, params, args.on_invalid, args.max_doc_bytes,
+                           columns=["id", "text"])
     sel, scores, eligible = fit_and_score(args.method, one_or_many(args.target), pool, progress=not args.no_progress,
-                                          **parse_params(args.param))
+                                          **params)
+    pool, scores, eligible = drop_nonfinite(q, pool, scores, eligible)
     out = args.out
     os.makedirs(os.path.dirname(os.path.abspath(out)) or ".", exist_ok=True)
-    tmp = out + ".tmp"
-    write_table(scores_table(pool.column("id"), scores, eligible), tmp)
-    os.replace(tmp, out)
-    print(f"scored {len(scores)} documents ({int(eligible.sum())} eligible) -> {out}")
+    outs = [(scores_table(pool.column("id"), scores, eligible), out)]
+    if args.on_invalid == "quarantine":
+        outs.append((q.table(), quarantine_path(out)))
+    for table, path in outs:
+        write_table(table, path + ".tmp")
+        os.replace(path + ".tmp", path)
+    bad = f"; {q.n} quarantined {q.counts()} -> {quarantine_path(out)}" if args.on_invalid == "quarantine" else ""
+    print(f"scored {len(scores)} documents ({int(eligible.sum())} eligible){bad} -> {out}")
     return 0
+
+
+def quarantine_path(out: str) -> str:
+    """``scores.parquet`` -> ``scores.quarantine.parquet`` (beside the scores)."""
+    stem = out[:-len(".parquet")] if out.endswith(".parquet") else out
+    return stem + ".quarantine.parquet"

@@ -7,9 +7,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lmsieve.cli.common import add_method_args, one_or_many, parse_params, scores_table
+from lmsieve.cli.common import add_invalid_args, add_method_args, one_or_many, parse_params, scores_table
 
 SHARD_ROWS = 100_000
+
+
+def method_notes() -> str:
+    """Per-method parameter notes (a selector's ``cli_note``) for the help's epilog."""
+    from lmsieve.selectors.base import available_methods, get_selector_class
+
+    notes = [f"{m}: {get_selector_class(m).cli_note}" for m in available_methods()
+             if getattr(get_selector_class(m), "cli_note", "")]
+    return ("method parameters (--param KEY=VALUE) -- " + "; ".join(notes)) if notes else ""
 
 
 def add_parser(sub) -> None:
@@ -18,8 +27,14 @@ def add_parser(sub) -> None:
         description="Score the pool against the target with METHOD and keep a budget of documents. Writes "
                     "DIR/selected-*.parquet (selected documents, all input columns, input order), "
                     "DIR/scores.parquet (id, score, eligible, selected) and DIR/manifest.json (written last).",
+        epilog="Fit once, score many times: methods that train models (color, mates, preselect) "
+               "save their fitted state with --save-fitted FITTED; later runs on other pools or shards pass "
+               "--param fitted=FITTED and skip fitting (no pool sample needed; also what Beam jobs use). "
+               "See docs/selectors-loss.md.",
     )
     add_method_args(p)
+    p.epilog = " ".join(x for x in (p.epilog, method_notes()) if x)
+    add_invalid_args(p)
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--keep-fraction", type=float, metavar="F", help="keep floor(F x documents)")
     budget.add_argument("--keep", type=int, metavar="N", help="keep N documents")
@@ -32,27 +47,44 @@ def add_parser(sub) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="Gumbel temperature (default 1)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--save-fitted", metavar="FITTED",
+                   help="also save the fitted selector to FITTED (reuse it with --param fitted=FITTED)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="recompute every step, ignoring finished steps recorded in DIR/.lmsieve-runs/ "
+                        "(by default a rerun of the same configuration skips them; docs/resume.md)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from lmsieve.api import fit_and_score, make_budget, run_selection
+    from lmsieve.api import drop_nonfinite, load_pool, make_budget
+    from lmsieve.cli.select_steps import fit_score_sample, open_run, run_config
     from lmsieve.io.inputs import load_docs
     from lmsieve.io.output import RunOutput
     from lmsieve.io.parquet import write_table
     from lmsieve.schemas.manifest import build_manifest, domain_counts
+    from lmsieve.schemas.quarantine import DEFAULT_MAX_DOC_BYTES, QUARANTINE_FILE, manifest_counts
 
     params = parse_params(args.param)
-    pool, pool_files = load_docs(one_or_many(args.pool), name="pool", checksums=True)
+    on_invalid = getattr(args, "on_invalid", "error")  # callers that build their own Namespace (demo)
+    max_doc_bytes = getattr(args, "max_doc_bytes", DEFAULT_MAX_DOC_BYTES)
+    pool, pool_files, quarantine = load_pool(one_or_many(args.pool), args.method, params, on_invalid,
+                                             max_doc_bytes, checksums=True)
     target, target_files = load_docs(one_or_many(args.target), name="target", checksums=True)
     if target.num_rows == 0:
         from lmsieve.schemas.errors import ConfigError
 
-        raise ConfigError("the target set is empty")
+        raise ConfigError(f"{', '.join(f.path for f in target_files)}: the target set is empty (0 documents)")
     budget = make_budget(args.keep if args.keep is not None else args.keep_fraction, args.keep_chars_fraction)
-    sel, scores, eligible = fit_and_score(args.method, target, pool, progress=not args.no_progress, **params)
-    res = run_selection(sel, pool, budget, seed=args.seed, ranking=args.ranking, temperature=args.temperature,
-                        scores=scores, eligible=eligible)
+    config = run_config(args.method, params, seed=args.seed, budget=budget, ranking=args.ranking,
+                        temperature=args.temperature, pool_files=pool_files, target_files=target_files,
+                        extra={"on_invalid": on_invalid, "max_doc_bytes": max_doc_bytes})
+    run_dir = open_run(args.out, config, resume=not getattr(args, "no_resume", False))  # demo builds its own args
+    sel, res = fit_score_sample(run_dir, args.method, params, target, pool, budget, seed=args.seed,
+                                ranking=args.ranking, temperature=args.temperature, progress=not args.no_progress,
+                                screen=lambda p, s, e: drop_nonfinite(quarantine, p, s, e))
+    pool = res.table  # without documents whose score is not finite (quarantined)
+    if getattr(args, "save_fitted", None):
+        sel.save(args.save_fitted)
     chosen = res.selected
     mask = np.zeros(pool.num_rows, dtype=bool)
     mask[res.indices] = True
@@ -70,10 +102,13 @@ def run(args) -> int:
         sc = scores_table(pool.column("id"), flat, res.eligible).append_column("selected", pa.array(mask))
         write_table(sc, out.path("scores.parquet"))
         outputs.append({"path": "scores.parquet", "rows": sc.num_rows})
-        n_in, n_sel = pool.num_rows, int(mask.sum())
+        if on_invalid == "quarantine":
+            qt = quarantine.table()
+            write_table(qt, out.path(QUARANTINE_FILE))
+            outputs.append({"path": QUARANTINE_FILE, "rows": qt.num_rows})
+        n_in, n_sel = quarantine.n_read, int(mask.sum())
         counts = {
-            "input": n_in, "invalid": 0, "ineligible": int((~res.eligible).sum()),
-            "selected": n_sel, "rejected": n_in - n_sel,
+            **manifest_counts(n_in, n_sel, quarantine.counts()), "ineligible": int((~res.eligible).sum()),
             "characters": {"input": int(chars.sum()), "selected": int(chars[mask].sum())},
         }
         if "domain" in pool.column_names:
@@ -86,6 +121,7 @@ def run(args) -> int:
             counts=counts, outputs=outputs,
         )
         path = out.commit(manifest)
+    run_dir.prune_others()
     print(f"selected {n_sel} of {n_in} documents ({counts['characters']['selected'] / max(1, counts['characters']['input']):.1%} of characters) -> {args.out}")
     print(f"manifest: {path}")
     return 0

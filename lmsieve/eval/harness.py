@@ -68,13 +68,21 @@ def target_domain_of(target: pa.Table) -> str | None:
 
 def run_eval(pool: pa.Table, target: pa.Table, methods: list[str], budget_chars: int, seeds: list[int],
              proxy: ProxyFn | None = None, method_params: dict[str, dict] | None = None,
-             progress: Callable[[str], None] | None = None) -> list[EvalRun]:
-    """One :class:`EvalRun` per (method, seed)."""
+             progress: Callable[[str], None] | None = None,
+             max_target_examples: int | None = None) -> list[EvalRun]:
+    """One :class:`EvalRun` per (method, seed).
+
+    ``max_target_examples`` caps the selection half every method sees (the same examples for all:
+    the lowest stable hashes), which bounds the cost of methods linear in the target (ZIP-FIT).
+    """
     tdom = target_domain_of(target)
     has_domain = DOMAIN in pool.column_names
     runs = []
     for seed in seeds:
         sel_half, eval_half = split_target(target, seed)
+        if max_target_examples and sel_half.num_rows > max_target_examples:
+            order = np.argsort(stable_uniform(seed, sel_half.column(ID)), kind="stable")
+            sel_half = sel_half.take(pa.array(np.sort(order[:max_target_examples])))
         cand, _ = exclude_examples(pool, eval_half)
         chars = pc.utf8_length(cand.column(TEXT)).to_numpy(zero_copy_only=False).astype(np.int64)
         if budget_chars > chars.sum():

@@ -59,7 +59,8 @@ def _load(path: str, device: str, max_seq_length: int | None):
     one Embedder's truncation cannot leak into another's."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(path, device=device, local_files_only=True, trust_remote_code=False)
+    model = SentenceTransformer(path, device=device, local_files_only=True, trust_remote_code=False,
+                                model_kwargs={"use_safetensors": True})  # never a pickled .bin
     if max_seq_length is not None:
         model.max_seq_length = int(max_seq_length)
     model.eval()

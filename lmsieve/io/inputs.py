@@ -27,15 +27,22 @@ def load_docs(
     columns: list[str] | None = None,
     require_text: bool = True,
     checksums: bool = False,
+    quarantine=None,
+    feature_columns=(),
 ) -> tuple[pa.Table, list[InputFile]]:
     """(validated document table, files read) from a path/glob/dir (str or PathLike, a list of
     PathLike, or :class:`Paths` of str/URLs), a pyarrow Table, a pandas DataFrame, or a sequence of str.
 
     A plain sequence of str is taken as texts, with ids "0", "1", ... (so its selection depends
     on its order; give ids for order-independent results). A str is always a path.
+
+    ``quarantine`` (:class:`lmsieve.schemas.quarantine.Quarantine`) applies the ``on_invalid``
+    policy to per-document problems (default: an error naming the file and row);
+    ``feature_columns``: numeric columns whose non-finite values are such a problem.
     """
     if _is_pathlike(docs):
-        return read_documents(docs, columns=columns, require_text=require_text, checksums=checksums)
+        return read_documents(docs, columns=columns, require_text=require_text, checksums=checksums,
+                              quarantine=quarantine, feature_columns=feature_columns)
     if isinstance(docs, pa.RecordBatch):
         docs = pa.Table.from_batches([docs])
     if not isinstance(docs, pa.Table):
@@ -52,5 +59,6 @@ def load_docs(
             docs = pa.table({ID: pa.array([str(i) for i in range(len(texts))], pa.string()), TEXT: pa.array(texts, pa.string())})
     if ID not in docs.column_names and TEXT in docs.column_names:
         docs = docs.append_column(ID, pa.array([str(i) for i in range(docs.num_rows)], pa.string()))
-    table = validate_documents(docs, source=f"<{name}>", require_text=require_text)
+    table = validate_documents(docs, source=f"<{name}>", require_text=require_text, quarantine=quarantine,
+                               feature_columns=feature_columns)
     return table, []

@@ -2,7 +2,8 @@
 
 A run writes into ``DIR/.tmp-<token>/``; on success each file is renamed into ``DIR`` and the
 manifest is written (itself by rename) at the end, so a directory with a manifest is complete and
-one without it is not. A failed run leaves no file under its final name.
+one without it is not. A failed run leaves no file under its final name, and the temporary
+directory a killed run leaves behind is removed by the next run into ``DIR``.
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ class RunOutput:
             if not self.overwrite:
                 raise FileExistsError(f"{self.out_dir} already holds a finished run")
             self.fs.rm(manifest)  # the old run is no longer complete from here on
+        for stale in self.fs.glob(f"{self.root.rstrip('/')}/.tmp-*"):  # left by a killed run (one run per dir)
+            self.fs.rm(stale, recursive=True)
         self.fs.makedirs(self.tmp, exist_ok=True)
         return self
 

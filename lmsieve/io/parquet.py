@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lmsieve.io.paths import expand_paths, file_size, open_file
 from lmsieve.schemas.document import ID, first_duplicate, validate_documents
 from lmsieve.schemas.errors import InputError
+from lmsieve.schemas.quarantine import DUPLICATE_ID, Quarantine
 
 ROW_GROUP_BYTES = 128 << 20
 ROW_GROUP_MAX_ROWS = 100_000
@@ -43,14 +45,14 @@ def sha256_file(path: str, chunk: int = 1 << 22) -> str:
 
 
 def read_parquet_file(path: str, columns: list[str] | None = None) -> pa.Table:
-    """One Parquet file, with a clear error naming it when it is truncated or not Parquet."""
+    """One Parquet file, with a clear error naming it when it is truncated, corrupt or not Parquet."""
     try:
         with open_file(path) as f:
             pf = pq.ParquetFile(f)
             present = pf.schema_arrow.names
             cols = None if columns is None else [c for c in columns if c in present]
             return pf.read(columns=cols)
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise InputError("no such file", path) from None
         raise InputError(f"not a readable Parquet file ({exc})", path) from None
@@ -61,30 +63,45 @@ def read_documents(
     columns: list[str] | None = None,
     require_text: bool = True,
     checksums: bool = False,
+    quarantine=None,
+    feature_columns=(),
 ) -> tuple[pa.Table, list[InputFile]]:
     """Read and validate documents from files; returns the table and what was read.
 
     ``columns``: the columns to read (``id`` and, with ``require_text``, ``text`` are always
-    read); ``None`` reads all. Ids must be unique across all files.
+    read); ``None`` reads all. Ids must be unique across all files (a repeat after the first is a
+    per-document problem). ``quarantine``: the ``on_invalid`` policy and record
+    (:class:`lmsieve.schemas.quarantine.Quarantine`; default: errors).
     """
+    q = quarantine if quarantine is not None else Quarantine("error")
     paths = expand_paths(spec)
     need = ["id", "text"] if require_text else ["id"]
-    cols = None if columns is None else list(dict.fromkeys(need + list(columns)))
-    tables, files, offset = [], [], 0
-    seen_in: dict[str, tuple[str, int]] = {}
+    cols = None if columns is None else list(dict.fromkeys(need + list(columns) + list(feature_columns)))
+    tables, files = [], []
+    seen_in: dict[str, int] = {}  # id -> position among the kept rows
+    kept = 0
     for p in paths:
         t = read_parquet_file(p, cols)
-        t = validate_documents(t, source=p, require_text=require_text)
-        ids = t.column(ID).to_pylist()
+        n_file = t.num_rows
+        t = validate_documents(t, source=p, require_text=require_text, quarantine=q, feature_columns=feature_columns)
         if len(paths) > 1:
+            ids = t.column(ID).to_pylist()
+            dup, first = [], []
             for row, i in enumerate(ids):
                 prev = seen_in.get(i)
-                if prev is not None:
-                    raise InputError(f"duplicate id {i!r} (also in {prev[0]}, row {prev[1]})", p, row)
-                seen_in[i] = (p, row)
+                if prev is None:
+                    seen_in[i] = kept + row
+                else:
+                    dup.append(row)
+                    first.append(prev)
+            if dup:
+                src, r = q.locate(int(q.kept_index_[first[0]]))
+                keep = q.drop(kept + np.asarray(dup), DUPLICATE_ID,
+                              f"duplicate id {ids[dup[0]]!r} (also in {src}, row {r})", [ids[d] for d in dup])
+                t = t.filter(pa.array(keep[kept:]))
+        kept += t.num_rows
         tables.append(t)
-        files.append(InputFile(p, t.num_rows, file_size(p), sha256_file(p) if checksums else None))
-        offset += t.num_rows
+        files.append(InputFile(p, n_file, file_size(p), sha256_file(p) if checksums else None))
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     return table, files
 

@@ -6,4 +6,17 @@ RegMix (Liu et al., arXiv 2407.01492), Meta-rater (Zhuang et al., arXiv 2504.141
 from lmsieve.mixtures.sampler import ShortfallError, sample_mixture
 from lmsieve.mixtures.spec import MixtureSpec, load_spec
 
-__all__ = ["MixtureSpec", "ShortfallError", "load_spec", "sample_mixture"]
+_LAZY = {"mix": "lmsieve.mixtures.mixing", "run_optimise": "lmsieve.mixtures.session",
+         "recommend_runs": "lmsieve.mixtures.session"}
+
+
+def __getattr__(name: str):
+    """``mix``, ``run_optimise``, ``recommend_runs`` on first use (they import torch/BoTorch late)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(name)
+
+
+__all__ = ["MixtureSpec", "ShortfallError", "load_spec", "mix", "recommend_runs", "run_optimise", "sample_mixture"]

@@ -17,10 +17,14 @@ at the target fidelity (the paper's MF script used the acquisition value, a quir
 Choices where the spec is silent: the max-value candidate set is the candidate mixtures projected
 to the target fidelity (at most ``n_mv_candidates`` of them) rather than only the observed X; the
 acquisition is scored on at most ``max_scored`` unqueried rows per step (a stable random subset)
-to bound the cost per step on CPU; y is standardised inside the GP (``Standardize``).
+to bound the cost per step on CPU; y is standardised inside the GP (``Standardize``); BoTorch's
+random draws (max-value samples, raw restarts) run under a forked torch RNG seeded with ``seed``
+(:func:`torch_seeded`), so a run is reproducible and the caller's global RNG state is untouched;
+recommendations use the posterior mean only (variances skipped, in chunks).
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 
@@ -28,6 +32,17 @@ import numpy as np
 import torch
 
 DTYPE = torch.float64
+
+
+def torch_seeded(fn):
+    """Run ``fn`` under a forked torch RNG seeded with its ``seed`` argument: BoTorch draws (max-value
+    samples, raw restarts) are then reproducible and the caller's global RNG state is untouched."""
+    @functools.wraps(fn)
+    def wrapper(*args, seed: int = 0, **kw):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return fn(*args, seed=seed, **kw)
+    return wrapper
 
 
 @dataclass
@@ -68,10 +83,14 @@ def fit_gp(X: np.ndarray, y: np.ndarray, *, multi_fidelity: bool, maxiter: int =
     return model
 
 
-def posterior_mean(model, X: np.ndarray, *, multi_fidelity: bool) -> np.ndarray:
+def posterior_mean(model, X: np.ndarray, *, multi_fidelity: bool, chunk: int = 512) -> np.ndarray:
+    """Posterior mean only (variances skipped: the full covariance of thousands of rows is the cost)."""
+    import gpytorch
+
     tX = torch.as_tensor(X if multi_fidelity else X[:, :-1], dtype=DTYPE)
-    with torch.no_grad():
-        return model.posterior(tX).mean.squeeze(-1).numpy()
+    with torch.no_grad(), gpytorch.settings.skip_posterior_variances(True):
+        return np.concatenate([model.posterior(tX[i:i + chunk]).mean.squeeze(-1).numpy()
+                               for i in range(0, len(tX), chunk)])
 
 
 def mes_acquisition(model, cand_target: np.ndarray, target_fidelity: float = 1.0, num_mv_samples: int = 10,
@@ -104,6 +123,7 @@ def _score(acqf, X: np.ndarray, chunk: int = 256) -> np.ndarray:
     return np.concatenate(out)
 
 
+@torch_seeded
 def replay(X: np.ndarray, evaluate, *, budget: float, method: str = "mf-mes", target_fidelity: float = 1.0,
            seed: int = 0, n_init: int = 1, max_steps: int = 200, max_scored: int = 512,
            n_mv_candidates: int = 256, num_mv_samples: int = 10, gp_maxiter: int = 75) -> Trace:
@@ -166,13 +186,13 @@ def project_simplex(w: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
+@torch_seeded
 def suggest_continuous(X: np.ndarray, y: np.ndarray, *, method: str = "qlogei", fidelities=(1.0,),
                        target_fidelity: float = 1.0, seed: int = 0, num_restarts: int = 4,
                        raw_samples: int = 64, num_mv_samples: int = 10) -> tuple[np.ndarray, float]:
     """Live mode: the next (π, fidelity) to run, optimised over the simplex (Σπ = 1, π ≥ 0)."""
     from botorch.optim import optimize_acqf, optimize_acqf_mixed
 
-    torch.manual_seed(seed)  # botorch's raw-sample draws; local to this call's reproducibility
     k = X.shape[1] - 1
     mf = method == "mf-mes"
     model = fit_gp(X, y, multi_fidelity=mf)

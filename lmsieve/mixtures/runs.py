@@ -74,7 +74,9 @@ class ProxyRunner:
         self.col, self.seed = component_column, seed
         import pyarrow.compute as pc
 
-        self.lengths = pc.binary_length(pc.cast(pool.column("text"), pa.binary())).to_numpy(zero_copy_only=False)
+        from lmsieve.mixtures.mixing import token_lengths
+
+        self.lengths = token_lengths(pool.column("text"))
         # target loss on the first ``eval_chars`` characters of the first ``eval_docs`` documents
         self.eval = {k: pc.utf8_slice_codeunits(v.column("text").slice(0, eval_docs), 0, eval_chars)
                      for k, v in targets.items()}

@@ -83,7 +83,8 @@ def spec_from_dict(d: dict, where: str = "mixture") -> MixtureSpec:
 
 
 def load_spec(path) -> MixtureSpec:
-    """Read ``[mixture]`` from a TOML file (relative pool paths resolve against the file)."""
+    """Read ``[mixture]`` from a TOML file (relative pool paths resolve against the file).
+    Other tables (``[optimise]``) are left to their readers."""
     from pathlib import Path
 
     p = Path(path)
@@ -98,5 +99,12 @@ def load_spec(path) -> MixtureSpec:
     d = dict(doc["mixture"])
     pool = d.get("pool", ())
     pool = [pool] if isinstance(pool, str) else list(pool)
-    d["pool"] = tuple(str(q if Path(q).is_absolute() else (p.parent / q)) for q in pool)
+    d["pool"] = tuple(str(q if _absolute(q) else (p.parent / q)) for q in pool)
     return spec_from_dict(d)
+
+
+def _absolute(q: str) -> bool:
+    """Absolute paths, URLs (``gs://``) and bundled ``sample:NAME`` files are not re-rooted."""
+    from pathlib import Path
+
+    return Path(q).is_absolute() or "://" in q or q.startswith("sample:")

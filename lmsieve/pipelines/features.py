@@ -24,6 +24,7 @@ Model features (embeddings, ...) go through RunInference instead: :mod:`lmsieve.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from typing import ClassVar
 
 import numpy as np
@@ -32,6 +33,7 @@ import pyarrow.compute as pc
 
 from lmsieve.schemas.document import DOMAIN, ID, TEXT
 from lmsieve.schemas.errors import ConfigError
+from lmsieve.schemas.quarantine import DEFAULT_MAX_DOC_BYTES, as_utf8_column, row_problems
 
 VALID = "valid"
 N_CHARS = "n_chars"
@@ -57,53 +59,25 @@ def side_file(features_dir: str, shard: str, feature: str) -> str:
 
 
 # -- row validity ---------------------------------------------------------------------------------
-def validate_rows(table: pa.Table) -> tuple[np.ndarray, dict[str, int]]:
+def row_reasons(table: pa.Table, max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES) -> np.ndarray:
+    """The first problem of each row of a unit (None where valid): the API's checks
+    (:func:`lmsieve.schemas.quarantine.row_problems`), plus a missing id/text column."""
+    missing = [c for c in (ID, TEXT) if c not in table.column_names]
+    if missing:
+        return np.full(table.num_rows, f"missing {missing[0]}", dtype=object)
+    return row_problems(table, max_doc_bytes=max_doc_bytes)
+
+
+def validate_rows(table: pa.Table, max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES) -> tuple[np.ndarray, dict[str, int]]:
     """(valid mask, counts per reason) for a unit of documents.
 
-    Invalid: null or missing id/text, invalid UTF-8 in either, an id repeated within the unit (the
-    repeats; the first stays valid). Ids repeated *across* units or shards are not detected here.
+    Invalid: null or missing id/text, invalid UTF-8 in either, a text over ``max_doc_bytes``, an
+    id repeated within the unit (the repeats; the first stays valid). Ids repeated *across* units
+    or shards are not detected here.
     """
-    n = table.num_rows
-    valid = np.ones(n, dtype=bool)
-    reasons: dict[str, int] = {}
-
-    def flag(mask: np.ndarray, why: str) -> None:
-        new = mask & valid
-        if new.any():
-            reasons[why] = reasons.get(why, 0) + int(new.sum())
-            valid[new] = False
-
-    for col in (ID, TEXT):
-        if col not in table.column_names:
-            flag(np.ones(n, dtype=bool), f"missing {col}")
-            continue
-        arr = table.column(col).combine_chunks()
-        if arr.null_count:
-            flag(np.asarray(pc.is_null(arr)), f"null {col}")
-        try:
-            arr.validate(full=True)
-        except pa.ArrowInvalid:
-            bad = np.zeros(n, dtype=bool)
-            for i, b in enumerate(arr.cast(pa.binary()).to_pylist()):
-                if b is not None:
-                    try:
-                        b.decode("utf-8")
-                    except UnicodeDecodeError:
-                        bad[i] = True
-            flag(bad, f"invalid UTF-8 in {col}")
-    if ID in table.column_names and valid.any():
-        ids = table.column(ID).combine_chunks()
-        ok_ids = ids.filter(pa.array(valid))
-        if pc.count_distinct(ok_ids).as_py() != len(ok_ids):
-            seen: set = set()
-            dup = np.zeros(n, dtype=bool)
-            for i, v in enumerate(ids.to_pylist()):
-                if valid[i]:
-                    if v in seen:
-                        dup[i] = True
-                    seen.add(v)
-            flag(dup, "duplicate id")
-    return valid, reasons
+    why = row_reasons(table, max_doc_bytes)
+    valid = why == None  # noqa: E711 - elementwise
+    return valid, dict(sorted(Counter(why[~valid].tolist()).items()))
 
 
 def scatter(values: pa.Array, valid: np.ndarray) -> pa.Array:
@@ -170,7 +144,7 @@ class DocsFeature(TableFeature):
         n = table.num_rows
         chars = np.zeros(n, dtype=np.int64)
         if valid.any():
-            sub = table.column(TEXT).combine_chunks().filter(pa.array(valid))
+            sub = as_utf8_column(table.column(TEXT)).filter(pa.array(valid))
             chars[valid] = pc.utf8_length(sub).to_numpy(zero_copy_only=False)
         if DOMAIN in table.column_names and pa.types.is_string(table.schema.field(DOMAIN).type):
             dom = table.column(DOMAIN).combine_chunks()
@@ -278,7 +252,7 @@ def read_target(paths: list[str]) -> pa.Table:
     tables = [validate_documents(read_table(p, [ID, TEXT]), source=p) for p in paths]
     t = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     if t.num_rows == 0:
-        raise ConfigError("inputs.target: the target set is empty")
+        raise ConfigError(f"inputs.target: the target set is empty (0 documents in {', '.join(paths)})")
     return t
 
 

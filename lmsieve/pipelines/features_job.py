@@ -26,14 +26,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import apache_beam as beam
 from lmsieve.pipelines import fileio
 from lmsieve.pipelines.features import DOCS, DocsFeature, TableFeature, scatter, side_file, validate_rows
 from lmsieve.pipelines.metrics import Progress, counter
-from lmsieve.schemas.document import ID, TEXT
+from lmsieve.schemas.document import ID, TEXT, check_columns
 from lmsieve.schemas.errors import InputError
+from lmsieve.schemas.quarantine import DEFAULT_MAX_DOC_BYTES, Quarantine, as_utf8_column, check_policy, invalid_utf8_rows
 
 log = logging.getLogger(__name__)
 META_KEY = "lmsieve.beam"
@@ -62,15 +64,6 @@ class ShardTask:
     pending: tuple[str, ...]
 
 
-def _check_columns(path: str, schema: pa.Schema) -> None:
-    for col in (ID, TEXT):
-        if col not in schema.names:
-            raise InputError(f"missing required column {col!r} (columns: {', '.join(schema.names)})", path)
-        t = schema.field(col).type
-        if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)):
-            raise InputError(f"column {col!r} must be string, got {t}", path)
-
-
 def plan_shards(pool, threads: int = 16, require_text: bool = True) -> list[Shard]:
     """Shards of the pool (sorted), read from footers in parallel."""
     paths = fileio.expand_inputs(pool, "pool")
@@ -81,11 +74,11 @@ def plan_shards(pool, threads: int = 16, require_text: bool = True) -> list[Shar
         with fileio.open_read(p) as f:
             try:
                 pf = pq.ParquetFile(f)
-            except (pa.ArrowInvalid, OSError) as exc:
+            except (pa.ArrowException, OSError) as exc:
                 raise InputError(f"not a readable Parquet file ({exc})", p) from None
             md, schema = pf.metadata, pf.schema_arrow
         if require_text:
-            _check_columns(p, schema)
+            check_columns(schema, p)
         return Shard(i, names[i], p, fileio.file_size(p), md.num_rows, tuple(fileio.plan_units(md)),
                      tuple(schema.names))
 
@@ -133,12 +126,32 @@ class FailOnShard(beam.DoFn):
         yield task
 
 
-class ComputeShardFeatures(beam.DoFn):
-    """Read one shard unit by unit, compute every pending table feature, write its side files."""
+def quarantine_file(features_dir: str, shard: str) -> str:
+    """A shard's quarantined rows (``--on-invalid quarantine``; only written when there are some)."""
+    return side_file(features_dir, shard, "quarantine")
 
-    def __init__(self, features: dict[str, TableFeature], progress_secs: float = 10.0):
+
+def safe_ids(table: pa.Table) -> pa.Array:
+    """The ``id`` column as strings; an id that is null or not UTF-8 becomes null (its row is invalid)."""
+    if ID not in table.column_names:
+        return pa.nulls(table.num_rows, pa.string())
+    ids = as_utf8_column(table.column(ID))
+    bad = invalid_utf8_rows(ids)
+    return pc.if_else(pa.array(bad), pa.scalar(None, pa.string()), ids) if bad.any() else ids
+
+
+class ComputeShardFeatures(beam.DoFn):
+    """Read one shard unit by unit, compute every pending table feature, write its side files.
+
+    Bad documents follow ``on_invalid`` (:mod:`lmsieve.schemas.quarantine`): "error" stops the job
+    naming the shard file and row; "quarantine" marks them invalid in the ``docs`` side file, writes
+    them to ``<shard>.quarantine.parquet`` and counts them per reason (footer and counters)."""
+
+    def __init__(self, features: dict[str, TableFeature], progress_secs: float = 10.0, on_invalid: str = "error",
+                 max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES):
         self.features = features
         self.progress_secs = progress_secs
+        self.on_invalid, self.max_doc_bytes = on_invalid, max_doc_bytes
 
     def setup(self):
         for f in self.features.values():
@@ -162,17 +175,16 @@ class ComputeShardFeatures(beam.DoFn):
                    for f in feats}
         stats: dict[str, list[dict]] = {f.name: [] for f in feats}
         invalid = 0
+        q = Quarantine(self.on_invalid, self.max_doc_bytes)
         try:
             with fileio.open_read(shard.path) as fh:
                 pf = pq.ParquetFile(fh)
                 for unit in shard.units:
                     table = fileio.read_unit(pf, unit, cols)
-                    valid, _ = validate_rows(table)
+                    valid = q.check(table, shard.path, row_offset=unit.row_start)
                     n_bad = int((~valid).sum())
                     invalid += n_bad
-                    ids = table.column(ID).combine_chunks() if ID in table.column_names else pa.nulls(table.num_rows, pa.string())
-                    if not pa.types.is_string(ids.type):
-                        ids = ids.cast(pa.string())
+                    ids = safe_ids(table)
                     sub = table if n_bad == 0 else table.filter(pa.array(valid))
                     for f in feats:
                         if f is docs_feat:
@@ -187,8 +199,15 @@ class ComputeShardFeatures(beam.DoFn):
                     self.c_invalid.inc(n_bad)
                     self.c_feat.inc(table.num_rows - n_bad)
                     self.progress.tick(table.num_rows, shard.name)
+            if docs_feat is not None:
+                write_quarantine(q, quarantine_file(task.features_dir, shard.name))
+                for reason, k in q.counts().items():
+                    counter(f"docs_quarantined.{reason}").inc(k)
             for f in feats:
-                writers[f.name].commit(side_meta(f.name, f.fingerprint(), f.params(), shard, stats[f.name]), META_KEY)
+                meta = side_meta(f.name, f.fingerprint(), f.params(), shard, stats[f.name])
+                if f is docs_feat:
+                    meta["quarantined"] = q.counts()
+                writers[f.name].commit(meta, META_KEY)
         except BaseException:
             for w in writers.values():
                 try:
@@ -199,6 +218,15 @@ class ComputeShardFeatures(beam.DoFn):
         for n in task.pending:
             self.c_shards[n].inc()
         yield {"shard": shard.name, "rows": shard.rows, "invalid": invalid, "features": list(task.pending)}
+
+
+def write_quarantine(q: Quarantine, path: str) -> None:
+    """The shard's quarantined rows, or no file (a stale one from an earlier run is removed)."""
+    if q.n:
+        with fileio.open_write(path) as f:
+            pq.write_table(q.table(), f, compression="zstd")
+    elif fileio.exists(path):
+        fileio.delete([path])
 
 
 def _shard_key(t):
@@ -328,7 +356,8 @@ def plan_features(pool, features_dir: str, table_features: list[TableFeature], m
 
 
 def build_features_pipeline(p: beam.Pipeline, plan: FeaturesPlan, progress_secs: float = 10.0,
-                            fail_on_shard: str | None = None):
+                            fail_on_shard: str | None = None, on_invalid: str = "error",
+                            max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES):
     """Add the features job to ``p``; returns the PCollection of per-shard summaries."""
     from lmsieve.pipelines.inference import RunDocInference
 
@@ -337,7 +366,8 @@ def build_features_pipeline(p: beam.Pipeline, plan: FeaturesPlan, progress_secs:
         tasks = p | "TableTasks" >> beam.Create(plan.table_tasks)
         outs.append(distribute(tasks, "SpreadShards")
                     | "InjectFailure" >> beam.ParDo(FailOnShard(fail_on_shard))
-                    | "ComputeFeatures" >> beam.ParDo(ComputeShardFeatures(plan.table_features, progress_secs)))
+                    | "ComputeFeatures" >> beam.ParDo(ComputeShardFeatures(plan.table_features, progress_secs,
+                                                                    on_invalid, max_doc_bytes)))
     for name, tasks_list in plan.model_tasks.items():
         h = plan.model_handlers[name]
         tasks = p | f"{name}Tasks" >> beam.Create(tasks_list)
@@ -370,6 +400,7 @@ class FeaturesReport:
     invalid: int
     seconds: float
     counters: dict = field(default_factory=dict)
+    quarantined: dict = field(default_factory=dict)  # per reason, this run's computed shards
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -377,7 +408,10 @@ class FeaturesReport:
 
 def run_features_job(pool, features_dir: str, table_features: list[TableFeature], model_handlers: list = (),
                      options=None, progress_secs: float = 10.0, fail_on_shard: str | None = None,
-                     shards: list[Shard] | None = None) -> FeaturesReport:
+                     shards: list[Shard] | None = None, on_invalid: str = "error",
+                     max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES) -> FeaturesReport:
+    """Compute the missing side files. ``on_invalid``: "error" (a bad document stops the job naming
+    its file and row) or "quarantine" (see :class:`ComputeShardFeatures`)."""
     from lmsieve.pipelines.metrics import query_counters
     from lmsieve.pipelines.options import make_options
 
@@ -389,13 +423,14 @@ def run_features_job(pool, features_dir: str, table_features: list[TableFeature]
     if plan.table_tasks or plan.model_tasks:
         opts = options if options is not None else make_options()
         p = beam.Pipeline(options=opts)
-        build_features_pipeline(p, plan, progress_secs, fail_on_shard)
+        build_features_pipeline(p, plan, progress_secs, fail_on_shard, check_policy(on_invalid), max_doc_bytes)
         result = p.run()
         result.wait_until_finish()
         counters = query_counters(result)
     computed = {n: int(counters.get(f"shards_computed.{n}", 0)) for n in plan.skipped}
     docs, invalid = int(counters.get("docs_read", 0)), int(counters.get("docs_invalid", 0))
-    rep = FeaturesReport(len(plan.shards), computed, plan.skipped, docs, invalid, time.perf_counter() - t0, counters)
+    rep = FeaturesReport(len(plan.shards), computed, plan.skipped, docs, invalid, time.perf_counter() - t0, counters,
+                         {k.split(".", 1)[1]: v for k, v in sorted(counters.items()) if k.startswith("docs_quarantined.")})
     if progress_secs > 0:
         dt = max(rep.seconds, 1e-9)
         print(f"lmsieve[features] {len(plan.shards)} shards: computed {computed}, skipped (complete) {plan.skipped}; "

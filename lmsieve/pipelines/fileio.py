@@ -186,10 +186,13 @@ def read_metadata(path: str) -> pq.FileMetaData:
 
 
 def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
-    with open_read(path) as f:
-        pf = pq.ParquetFile(f)
-        cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
-        return pf.read(columns=cols)
+    try:
+        with open_read(path) as f:
+            pf = pq.ParquetFile(f)
+            cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
+            return pf.read(columns=cols)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"not a readable Parquet file ({exc})", path) from None
 
 
 @dataclass(frozen=True)

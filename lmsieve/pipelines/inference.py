@@ -121,7 +121,8 @@ class _SentenceModel:
     def __init__(self, path: str, device, dtype: str, normalize: bool, max_seq_length: int | None):
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(path, device=str(device), local_files_only=True, trust_remote_code=False)
+        self.model = SentenceTransformer(path, device=str(device), local_files_only=True, trust_remote_code=False,
+                                    model_kwargs={"use_safetensors": True})  # never a pickled .bin
         self.model.eval()
         if max_seq_length:
             self.model.max_seq_length = int(max_seq_length)

@@ -1,9 +1,10 @@
 """Declarative job specs (TOML): load, validate (errors name the key), and run.
 
-A spec has up to five tables (see ``jobs/*.toml`` for commented examples)::
+A spec has up to six tables (see ``jobs/*.toml`` for commented examples)::
 
     [job]        name, description
-    [inputs]     pool (required), target           paths, globs, dirs, gs:// URLs, or "sample:NAME"
+    [inputs]     pool (required), target           paths, globs, dirs, gs:// URLs, or "sample:NAME";
+                 on_invalid ("error" | "quarantine"), max_doc_bytes (bad documents: lmsieve.schemas.quarantine)
     [features]   out (required), compute, and one table per feature with its parameters:
                  [features.dsir_ngrams] num_buckets, ngrams
                  [features.embeddings]  model, dtype, device, max_batch_size, large_model, accelerator, ...
@@ -12,8 +13,12 @@ A spec has up to five tables (see ``jobs/*.toml`` for commented examples)::
                  threshold; seed, ranking, temperature, exact, num_quantiles, epsilon, write_scores;
                  [selection.params] method parameters; [selection.quotas] per-domain budgets
     [beam]       Beam pipeline flags as key = value (runner, project, region, temp_location, ...)
+    [mixture]    out, and `lmsieve mix`'s [mixture] keys except pool: a mixture sampled on the driver
+                 from the selection output after the selection job (lmsieve/pipelines/mixture_step.py)
 
-Relative paths are relative to the working directory. Validation reads no data: it checks
+Relative paths are relative to the working directory, and may not leave it through ``..``
+(nor may any path hold a ``..`` component once absolute or a URL): a spec names its inputs and
+outputs explicitly, so a shared spec cannot write outside its run. Validation reads no data: it checks
 structure, types and ranges, cross-field rules (one budget, the features the method needs,
 Dataflow's required flags and remote paths) and builds every selector and handler from its
 parameters, so a spec that validates fails later only on data or infrastructure.
@@ -26,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmsieve.schemas.errors import ConfigError
+from lmsieve.schemas.quarantine import DEFAULT_MAX_DOC_BYTES, POLICIES
 
 TABLE_FEATURES = ("dsir_ngrams",)
 MODEL_FEATURES = ("embeddings",)
@@ -85,6 +91,20 @@ def resolve_path(p: str) -> str:
     return p
 
 
+def check_no_escape(key: str, p: str, source=None) -> None:
+    """A relative path may not leave the working (run) directory through ``..``; an absolute path
+    or URL may not hold a ``..`` component at all. Raises a ConfigError naming ``key``."""
+    if _is_remote(p):
+        parts = p.split("://", 1)[1].split("/")
+    elif os.path.isabs(p):
+        parts = p.replace(os.sep, "/").split("/")
+    else:
+        norm = os.path.normpath(p)
+        parts = [".."] if norm == ".." or norm.startswith(".." + os.sep) else []
+    if ".." in parts:
+        raise _err(key, f"{p!r} escapes the run directory through '..' (name the path without '..')", source)
+
+
 def _is_remote(p: str) -> bool:
     from lmsieve.pipelines.fileio import is_url
 
@@ -103,6 +123,9 @@ class JobSpec:
     selection: dict | None
     beam: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict)
+    on_invalid: str = "error"
+    max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES
+    mixture: dict | None = None  # [mixture]: a driver-side step after the selection job (mixture_step.py)
 
     # -- what to build ----------------------------------------------------------------------------
     @property
@@ -131,7 +154,8 @@ class JobSpec:
 
     def table_features(self, fit: bool = True) -> list:
         """Table features to compute (stored-score selectors are fitted on the target if ``fit``)."""
-        from lmsieve.pipelines.features import NgramFeature, ScoreFeature, hash_target_files, read_target, selector_class
+        from lmsieve.pipelines.features import NgramFeature, hash_target_files, read_target, selector_class
+        from lmsieve.pipelines.round_robin import stored_feature
 
         out = []
         for name in self.feature_names():
@@ -144,9 +168,9 @@ class JobSpec:
 
                     paths = expand_inputs(self.target, "target") if self.target else []
                     sel.fit(read_target(paths) if paths else None)
-                    out.append(ScoreFeature(sel, hash_target_files(paths) if paths else ""))
+                    out.append(stored_feature(sel, hash_target_files(paths) if paths else ""))
                 else:
-                    out.append(ScoreFeature(sel, ""))
+                    out.append(stored_feature(sel, ""))
         return out
 
     def model_handlers(self) -> list:
@@ -174,7 +198,7 @@ class JobSpec:
             method=s["method"], params=params, budget=None if quotas is not None else _budget(s),
             quotas=quotas, seed=s.get("seed", 0), ranking=s.get("ranking"), temperature=s.get("temperature", 1.0),
             exact=s.get("exact", True), num_quantiles=s.get("num_quantiles", 1001), epsilon=s.get("epsilon", 1e-3),
-            write_scores=s.get("write_scores", True))
+            write_scores=s.get("write_scores", True), on_invalid=self.on_invalid)
 
     def beam_flags(self) -> list[str]:
         from lmsieve.pipelines.options import beam_flags_from_table
@@ -254,7 +278,7 @@ def load_spec(path: str | os.PathLike, overrides: list[str] | None = None, beam_
 
 def validate_spec(raw: dict, source: str = "<spec>", beam_flags: list[str] | None = None) -> JobSpec:
     src = source
-    _check_keys(raw, ("job", "inputs", "features", "selection", "beam"), "", src)
+    _check_keys(raw, ("job", "inputs", "features", "selection", "beam", "mixture"), "", src)
     job = raw.get("job", {})
     _check_type("job", job, dict, src)
     _check_keys(job, ("name", "description"), "job", src)
@@ -265,11 +289,20 @@ def validate_spec(raw: dict, source: str = "<spec>", beam_flags: list[str] | Non
     if inputs is None:
         raise _err("inputs.pool", "required (the documents to select from)", src)
     _check_type("inputs", inputs, dict, src)
-    _check_keys(inputs, ("pool", "target"), "inputs", src)
+    _check_keys(inputs, ("pool", "target", "on_invalid", "max_doc_bytes"), "inputs", src)
     if "pool" not in inputs:
         raise _err("inputs.pool", "required (the documents to select from)", src)
+    on_invalid = _check_type("inputs.on_invalid", inputs.get("on_invalid", "error"), str, src)
+    if on_invalid not in POLICIES:
+        raise _err("inputs.on_invalid", f"must be one of {', '.join(POLICIES)}, got {on_invalid!r}", src)
+    max_doc_bytes = _check_type("inputs.max_doc_bytes", inputs.get("max_doc_bytes", DEFAULT_MAX_DOC_BYTES), int, src)
+    if max_doc_bytes < 1:
+        raise _err("inputs.max_doc_bytes", f"must be >= 1, got {max_doc_bytes}", src)
     pool = [resolve_path(p) for p in _strlist("inputs.pool", inputs["pool"], src)]
     target = [resolve_path(p) for p in _strlist("inputs.target", inputs["target"], src)] if "target" in inputs else []
+    for key, paths in (("inputs.pool", pool), ("inputs.target", target)):
+        for i, p in enumerate(paths):
+            check_no_escape(key if len(paths) == 1 else f"{key}[{i}]", p, src)
     features = raw.get("features")
     selection = raw.get("selection")
     if features is None and selection is None:
@@ -283,10 +316,18 @@ def validate_spec(raw: dict, source: str = "<spec>", beam_flags: list[str] | Non
     for k, v in beam_table.items():
         if isinstance(v, dict) or (isinstance(v, list) and not all(isinstance(x, (str, int, float)) for x in v)):
             raise _err(f"beam.{k}", "expected a string, number, boolean or list of those", src)
+    for key, t in (("features.out", features), ("selection.out", selection)):
+        if t is not None:
+            check_no_escape(key, t["out"], src)
     spec = JobSpec(src, job.get("name", os.path.splitext(os.path.basename(source))[0]), pool, target,
-                   features, selection, dict(beam_table), raw)
+                   features, selection, dict(beam_table), raw, on_invalid, max_doc_bytes)
     _validate_runner(spec, beam_flags or [], src)
     _build_objects(spec, src)
+    if "mixture" in raw:
+        from lmsieve.pipelines.mixture_step import validate_mixture
+
+        spec.mixture = validate_mixture(raw["mixture"], selection, pool, src)
+        check_no_escape("mixture.out", spec.mixture["out"], src)
     return spec
 
 
@@ -353,9 +394,11 @@ def _validate_features(f: Any, selection: dict | None, has_target: bool, src) ->
         except ConfigError:
             raise _err(f"features.compute[{i}]", f"unknown feature {name!r} (known: dsir_ngrams, embeddings, "
                        "or a selector scored against a fixed target: zipfit, random)", src) from None
-        if cls.needs_pool_sample:
-            raise _err(f"features.compute[{i}]", f"{name!r} needs pool statistics; compute 'dsir_ngrams' "
-                       "and select with method 'dsir'", src)
+        own = f.get(name) if isinstance(f.get(name), dict) else \
+            (selection or {}).get("params", {}) if (selection or {}).get("method") == name else {}
+        if cls.needs_pool_sample and not own.get("fitted"):  # fitted=DIR: fitted in-process once (BETR, ...)
+            raise _err(f"features.compute[{i}]", f"{name!r} needs pool statistics; fit it in-process and pass "
+                       "fitted=DIR, or compute 'dsir_ngrams' and select with method 'dsir'", src)
         if name == "zipfit" and not has_target:
             raise _err("inputs.target", f"feature {name!r} is scored against a target: give inputs.target", src)
     for n in need:
@@ -470,6 +513,7 @@ def _build_objects(spec: JobSpec, src) -> None:
 class JobResult:
     features: Any = None
     selection: dict | None = None
+    mixture: dict | None = None
 
 
 def run_job(spec: JobSpec, beam_flags: list[str] | None = None, stage: str = "all", progress_secs: float = 10.0,
@@ -488,7 +532,7 @@ def run_job(spec: JobSpec, beam_flags: list[str] | None = None, stage: str = "al
         shards = plan_shards(spec.pool)
         res.features = run_features_job(spec.pool, spec.features_dir, spec.table_features(), spec.model_handlers(),
                                         options=opts, progress_secs=progress_secs, fail_on_shard=fail_on_shard,
-                                        shards=shards)
+                                        shards=shards, on_invalid=spec.on_invalid, max_doc_bytes=spec.max_doc_bytes)
     if spec.selection and stage in ("all", "selection"):
         if not spec.features_dir:
             raise ConfigError(f"{spec.source}: features.out: the selection job reads feature side files; "
@@ -498,7 +542,11 @@ def run_job(spec: JobSpec, beam_flags: list[str] | None = None, stage: str = "al
         res.selection = run_selection_job(spec.pool, spec.features_dir, spec.target, spec.selection["out"],
                                           spec.selection_config(), options=make_options(flags),
                                           progress_secs=progress_secs, shards=shards)
+    if spec.mixture and stage in ("all", "selection"):
+        from lmsieve.pipelines.mixture_step import run_mixture_step
+
+        res.mixture = run_mixture_step(spec.mixture)
     return res
 
 
-__all__ = ["JobResult", "JobSpec", "load_spec", "parse_override", "resolve_path", "run_job", "validate_spec"]
+__all__ = ["JobResult", "JobSpec", "check_no_escape", "load_spec", "parse_override", "resolve_path", "run_job", "validate_spec"]

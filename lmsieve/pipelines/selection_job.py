@@ -36,16 +36,19 @@ import pyarrow.parquet as pq
 import apache_beam as beam
 from lmsieve.pipelines import fileio
 from lmsieve.pipelines.features import (DOCS, ELIGIBLE, N_CHARS, NGRAMS, SCORE, VALID, DocsFeature, NgramFeature,
-                                        ScoreFeature, hash_target_files, selector_class, side_file)
+                                        hash_target_files, selector_class, side_file)
 from lmsieve.pipelines.features_job import Shard, distribute, plan_shards, side_file_status
 from lmsieve.pipelines.global_select import Cutoff, GroupCutoffs, Scored
 from lmsieve.pipelines.metrics import Progress, counter
+from lmsieve.pipelines.round_robin import QueryRoundRobin, is_round_robin, stored_feature
 from lmsieve.sampling.select import RANKINGS, Budget
 from lmsieve.schemas.document import DOMAIN, ID
 from lmsieve.schemas.errors import ConfigError, InputError
+from lmsieve.schemas.quarantine import NONFINITE_SCORE, QUARANTINE_FILE, check_policy, manifest_counts
 
 MANIFEST = "manifest.json"
 NONE_DOMAIN = "<none>"
+UNRECORDED = "invalid (reason not recorded)"
 
 
 @dataclass
@@ -63,6 +66,7 @@ class SelectionConfig:
     num_quantiles: int = 1001
     epsilon: float = 1e-3
     write_scores: bool = True
+    on_invalid: str = "error"  # a non-finite stored score: stop naming the side file and row, or quarantine
 
     def budgets(self) -> dict:
         return dict(self.quotas) if self.quotas is not None else {"": self.budget}
@@ -111,6 +115,7 @@ class SelectionPlan:
     families: tuple[str, ...]
     target_paths: list[str]
     n_rows: int
+    quarantined: dict = field(default_factory=dict)  # per reason, from the docs side files' footers
 
 
 # -- plan -------------------------------------------------------------------------------------------
@@ -125,6 +130,7 @@ def make_selector(cfg: SelectionConfig):
 def plan_selection(pool, features_dir: str, target, cfg: SelectionConfig, shards: list[Shard] | None = None,
                    threads: int = 16) -> SelectionPlan:
     sel = make_selector(cfg)
+    check_policy(cfg.on_invalid)
     if cfg.ranking is not None and cfg.ranking not in RANKINGS:
         raise ConfigError(f"selection.ranking: must be one of {RANKINGS}, got {cfg.ranking!r}")
     if getattr(sel, "_params", {}).get("separate_targets"):
@@ -142,7 +148,7 @@ def plan_selection(pool, features_dir: str, target, cfg: SelectionConfig, shards
         raise ConfigError(f"selection.method: {cfg.method!r} needs pool statistics and has no Beam path yet")
     else:
         fam = cfg.method
-        fps[fam] = ScoreFeature(sel, hash_target_files(target_paths) if target_paths else "").fingerprint()
+        fps[fam] = stored_feature(sel, hash_target_files(target_paths) if target_paths else "").fingerprint()
     families = (DOCS, fam)
     checks = [(s, f) for s in shards for f in families]
 
@@ -171,7 +177,20 @@ def plan_selection(pool, features_dir: str, target, cfg: SelectionConfig, shards
             if cfg.method == "dsir" and (budget is None or already <= budget):
                 fit_units.append(t)
             already += int(st.get("n_features", 0))
-    return SelectionPlan(shards, units, fit_units, sel, families, target_paths, sum(s.rows for s in shards))
+    return SelectionPlan(shards, units, fit_units, sel, families, target_paths, sum(s.rows for s in shards),
+                         _recorded_quarantine([res[(s, DOCS)][1] for s in shards]))
+
+
+def _recorded_quarantine(metas: list[dict]) -> dict:
+    """Invalid rows per reason over the docs side files (footers of older files hold no reasons)."""
+    c: Counter = Counter()
+    for m in metas:
+        rec = m.get("quarantined", {})
+        c.update(rec)
+        rest = sum(u.get("invalid", 0) for u in m.get("stats", [])) - sum(rec.values())
+        if rest > 0:
+            c[UNRECORDED] += rest
+    return dict(sorted(c.items()))
 
 
 # -- scoring ----------------------------------------------------------------------------------------
@@ -219,8 +238,19 @@ class ScoreUnit(beam.DoFn):
             _check_ids(ids, t.column(ID).combine_chunks(), task)
             score = t.column(SCORE).to_numpy(zero_copy_only=False).astype(np.float64)
             eligible = np.asarray(t.column(ELIGIBLE).to_numpy(zero_copy_only=False), dtype=bool)
+            if fitted is not None:  # rds-rr: the global round-robin picks (lmsieve.pipelines.round_robin)
+                score = fitted.scores(task.shard, task.row_start, rows_valid, score)
         score = np.asarray(score, dtype=np.float64)
         eligible = np.asarray(eligible, dtype=bool)
+        finite = np.isfinite(score)
+        if not finite.all():  # a damaged side file: a bad document, by policy
+            r = int(np.flatnonzero(~finite)[0])
+            if self.cfg.on_invalid == "error":
+                raise InputError(f"non-finite score {score[r]} (id {ids[r].as_py()!r})",
+                                 task.files.get(self.method, task.files.get(NGRAMS)), task.row_start + int(rows_valid[r]))
+            keep = pa.array(finite)
+            rows_valid, score, eligible = rows_valid[finite], score[finite], eligible[finite]
+            vd, ids = vd.filter(keep), ids.filter(keep)
         key, tb = ranking_keys(score, ids, seed=self.cfg.seed, ranking=self.ranking,
                                temperature=self.cfg.temperature, higher_is_better=self.higher_is_better,
                                eligible=eligible)
@@ -278,6 +308,12 @@ def unit_counts(s: Scored) -> dict:
 
 
 class CountsFn(beam.CombineFn):
+    """The manifest's counts; ``quarantined``: the features job's invalid rows per reason (the rest
+    of the invalid rows had a non-finite stored score)."""
+
+    def __init__(self, quarantined: dict | None = None):
+        self.quarantined = dict(quarantined or {})
+
     def create_accumulator(self):
         return {}
 
@@ -296,9 +332,11 @@ class CountsFn(beam.CombineFn):
 
     def extract_output(self, acc):
         n_in, n_sel, n_bad = acc.get("input", 0), acc.get("selected", 0), acc.get("invalid", 0)
+        reasons = dict(self.quarantined)
+        if n_bad > sum(reasons.values()):
+            reasons[NONFINITE_SCORE] = n_bad - sum(reasons.values())
         return {
-            "input": n_in, "invalid": n_bad, "ineligible": acc.get("ineligible", 0), "selected": n_sel,
-            "rejected": n_in - n_bad - n_sel,
+            **manifest_counts(n_in, n_sel, reasons), "ineligible": acc.get("ineligible", 0),
             "characters": {"input": acc.get("chars_input", 0), "selected": acc.get("chars_selected", 0)},
             "per_domain": {"input": dict(sorted(acc.get("domain_input", Counter()).items())),
                            "selected": dict(sorted(acc.get("domain_selected", Counter()).items()))},
@@ -364,15 +402,17 @@ class WriteShardOutputs(beam.DoFn):
 class Commit(beam.DoFn):
     """Rename the outputs into place, remove stale ones, then write the manifest (last)."""
 
-    def __init__(self, out_dir: str, tmp_dir: str, manifest_base: dict):
+    def __init__(self, out_dir: str, tmp_dir: str, manifest_base: dict, extra_outputs: list[dict] | None = None):
         self.out_dir, self.tmp_dir, self.base = out_dir, tmp_dir, manifest_base
+        self.extra = list(extra_outputs or [])
 
     def process(self, _, outputs, counts):
         import json
 
-        outputs = sorted(outputs, key=lambda o: o["path"])
+        outputs = sorted(list(outputs) + self.extra, key=lambda o: o["path"])
         names = {o["path"] for o in outputs}
-        stale = [p for pat in ("selected-*.parquet", "scores-*.parquet") for p in fileio.list_files(self.out_dir, pat)
+        stale = [p for pat in ("selected-*.parquet", "scores-*.parquet", QUARANTINE_FILE)
+                 for p in fileio.list_files(self.out_dir, pat)
                  if p.rsplit("/", 1)[-1] not in names]
         fileio.delete(stale)
         for o in outputs:
@@ -398,7 +438,8 @@ def _remove_dir(d: str) -> None:
 
 # -- the job ----------------------------------------------------------------------------------------
 def build_selection_pipeline(p: beam.Pipeline, plan: SelectionPlan, cfg: SelectionConfig, out_dir: str,
-                             tmp_dir: str, manifest_base: dict, progress_secs: float = 10.0):
+                             tmp_dir: str, manifest_base: dict, progress_secs: float = 10.0,
+                             extra_outputs: list[dict] | None = None):
     from lmsieve.pipelines.global_stats import FitDsir
 
     sel = plan.selector
@@ -408,13 +449,16 @@ def build_selection_pipeline(p: beam.Pipeline, plan: SelectionPlan, cfg: Selecti
     if cfg.method == "dsir":
         fitted = p | "FitDSIR" >> FitDsir(sel, plan.fit_units, plan.target_paths)
         scored = units | "Score" >> beam.ParDo(score_fn, fitted=beam.pvalue.AsSingleton(fitted))
+    elif is_round_robin(sel):
+        ranks = p | "RoundRobin" >> QueryRoundRobin(plan.units, plan.shards, cfg.method, sel.get_params()["per_query_k"])
+        scored = units | "Score" >> beam.ParDo(score_fn, fitted=beam.pvalue.AsSingleton(ranks))
     else:
         scored = units | "Score" >> beam.ParDo(score_fn)
     cutoffs = scored | "Cutoffs" >> GroupCutoffs(
         cfg.budgets(), exact=cfg.exact, num_quantiles=cfg.num_quantiles, epsilon=cfg.epsilon,
         max_num_elements=max(plan.n_rows, 1000), higher_is_better=sel.higher_is_better)
     chosen = scored | "Select" >> beam.ParDo(ApplyCutoffs(), cutoffs=beam.pvalue.AsDict(cutoffs))
-    counts = chosen | "UnitCounts" >> beam.Map(unit_counts) | "Counts" >> beam.CombineGlobally(CountsFn())
+    counts = chosen | "UnitCounts" >> beam.Map(unit_counts) | "Counts" >> beam.CombineGlobally(CountsFn(plan.quarantined))
     n = len(plan.shards)
     out_shards = [(s.index, OutShard(s, n, tmp_dir, cfg.write_scores)) for s in plan.shards]
     written = ({"shard": p | "OutShards" >> beam.Create(out_shards),
@@ -422,7 +466,7 @@ def build_selection_pipeline(p: beam.Pipeline, plan: SelectionPlan, cfg: Selecti
                | "JoinShard" >> beam.CoGroupByKey()
                | "Write" >> beam.ParDo(WriteShardOutputs()))
     return (p | "CommitOnce" >> beam.Create([None])
-            | "Commit" >> beam.ParDo(Commit(out_dir, tmp_dir, manifest_base),
+            | "Commit" >> beam.ParDo(Commit(out_dir, tmp_dir, manifest_base, extra_outputs),
                                      outputs=beam.pvalue.AsList(written), counts=beam.pvalue.AsSingleton(counts)))
 
 
@@ -439,6 +483,23 @@ def manifest_base(plan: SelectionPlan, cfg: SelectionConfig, features_dir: str) 
         counts={}, outputs=[])
     m["pipeline"] = {"engine": "apache-beam", "beam": beam.__version__}
     return m
+
+
+def merge_quarantine(plan: SelectionPlan, features_dir: str, tmp_dir: str) -> list[dict]:
+    """The shards' quarantine files (features job, ``on_invalid = "quarantine"``) as one
+    ``quarantine.parquet`` in the output (input order); none when nothing was quarantined."""
+    from lmsieve.pipelines.features_job import quarantine_file
+
+    if not plan.quarantined:
+        return []
+    parts = [fileio.read_table(f) for f in (quarantine_file(features_dir, s.name) for s in plan.shards)
+             if fileio.exists(f)]
+    if not parts:
+        return []
+    t = pa.concat_tables(parts)
+    with fileio.open_write(fileio.join(tmp_dir, QUARANTINE_FILE)) as f:
+        pq.write_table(t, f, compression="zstd")
+    return [{"path": QUARANTINE_FILE, "rows": t.num_rows}]
 
 
 def run_selection_job(pool, features_dir: str, target, out_dir: str, cfg: SelectionConfig, options=None,
@@ -458,7 +519,9 @@ def run_selection_job(pool, features_dir: str, target, out_dir: str, cfg: Select
     fileio.makedirs(tmp_dir)
     opts = options if options is not None else make_options()
     p = beam.Pipeline(options=opts)
-    build_selection_pipeline(p, plan, cfg, out_dir, tmp_dir, manifest_base(plan, cfg, features_dir), progress_secs)
+    extra = merge_quarantine(plan, features_dir, tmp_dir)
+    build_selection_pipeline(p, plan, cfg, out_dir, tmp_dir, manifest_base(plan, cfg, features_dir), progress_secs,
+                             extra)
     result = p.run()
     result.wait_until_finish()
     counters = query_counters(result)

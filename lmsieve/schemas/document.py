@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lmsieve.schemas.errors import InputError
+from lmsieve.schemas.quarantine import Quarantine
 
 ID = "id"
 TEXT = "text"
@@ -37,51 +38,44 @@ def _first_true(mask: pa.ChunkedArray | pa.Array) -> int | None:
     return None if idx is None or idx < 0 else idx
 
 
+def _is_text_column(t: pa.DataType) -> bool:
+    """``string`` or ``binary`` (read as UTF-8 row by row: a bad row is a per-document problem)."""
+    return _is_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
+
+
+def check_columns(schema: pa.Schema, source: str = "<input>", require_text: bool = True) -> None:
+    """File-level checks (always errors naming ``source``): required columns present, right types."""
+    required = (ID, TEXT) if require_text else (ID,)
+    for col in required:
+        if col not in schema.names:
+            raise InputError(f"missing required column {col!r} (columns: {', '.join(schema.names)})", source)
+    for col in required + tuple(c for c in OPTIONAL_STRING_COLUMNS if c in schema.names):
+        t = schema.field(col).type
+        if not (_is_text_column(t) if col in required else _is_string(t)):
+            raise InputError(f"column {col!r} must be string, got {t}", source)
+
+
 def validate_documents(
     table: pa.Table,
     source: str = "<input>",
     require_text: bool = True,
     row_offset: int = 0,
     check_unique: bool = True,
+    quarantine=None,
+    feature_columns=(),
 ) -> pa.Table:
     """Check a document table and return it with ``id``/``text`` as plain strings.
 
-    Raises :class:`InputError` naming ``source`` and the (0-based) row of the first problem:
-    missing column, wrong type, null id or text, invalid UTF-8, duplicate ids.
+    File-level problems (missing column, wrong type) raise :class:`InputError` naming ``source``.
+    Per-document problems (null id or text, invalid UTF-8, text over ``max_doc_bytes``, non-finite
+    ``feature_columns`` values, repeated ids) go through ``quarantine``
+    (:class:`lmsieve.schemas.quarantine.Quarantine`; default: the "error" policy, which raises
+    naming ``source`` and the (0-based) row of the first problem); quarantined rows are dropped.
     """
-    required = (ID, TEXT) if require_text else (ID,)
-    for col in required:
-        if col not in table.column_names:
-            raise InputError(
-                f"missing required column {col!r} (columns: {', '.join(table.column_names)})", source
-            )
-    for col in required + tuple(c for c in OPTIONAL_STRING_COLUMNS if c in table.column_names):
-        t = table.schema.field(col).type
-        if not _is_string(t):
-            raise InputError(f"column {col!r} must be string, got {t}", source)
-    cols = {}
-    for col in required:
-        arr = table.column(col)
-        if arr.type != pa.string():
-            arr = arr.cast(pa.string())
-        if arr.null_count:
-            row = _first_true(pc.is_null(arr))
-            raise InputError(f"null {col!r}", source, row_offset + row)
-        for chunk_start, chunk in _chunks_with_offsets(arr):
-            try:
-                chunk.validate(full=True)
-            except pa.ArrowInvalid as exc:
-                row = _first_invalid_utf8(chunk)
-                raise InputError(f"invalid UTF-8 in {col!r} ({exc})", source, row_offset + chunk_start + (row or 0)) from None
-        cols[col] = arr
-    if check_unique and table.num_rows:
-        ids = cols[ID]
-        if pc.count_distinct(ids).as_py() != table.num_rows:
-            row, first = first_duplicate(ids)
-            raise InputError(f"duplicate id {ids[row].as_py()!r} (first seen at row {row_offset + first})", source, row_offset + row)
-    for col, arr in cols.items():
-        table = table.set_column(table.schema.get_field_index(col), col, arr)
-    return table
+    check_columns(table.schema, source, require_text)
+    q = quarantine if quarantine is not None else Quarantine("error")
+    return q.screen(table, source, feature_columns=feature_columns, check_unique=check_unique,
+                    require_text=require_text, row_offset=row_offset)
 
 
 def first_duplicate(ids: pa.ChunkedArray | pa.Array) -> tuple[int, int]:
@@ -92,26 +86,6 @@ def first_duplicate(ids: pa.ChunkedArray | pa.Array) -> tuple[int, int]:
             return i, seen[v]
         seen[v] = i
     raise ValueError("no duplicate")
-
-
-def _chunks_with_offsets(arr: pa.ChunkedArray | pa.Array):
-    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
-    start = 0
-    for c in chunks:
-        yield start, c
-        start += len(c)
-
-
-def _first_invalid_utf8(chunk: pa.Array) -> int | None:
-    binary = chunk.cast(pa.binary())
-    for i, b in enumerate(binary.to_pylist()):
-        if b is None:
-            continue
-        try:
-            b.decode("utf-8")
-        except UnicodeDecodeError:
-            return i
-    return None
 
 
 def text_array(batch) -> pa.Array:

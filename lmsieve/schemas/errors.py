@@ -23,7 +23,8 @@ class InputError(LmsieveError, ValueError):
             if row is not None:
                 where += f", row {row}"
             where += ": "
-        super().__init__(where + message)
+        # One line: the CLI prints it as such (Arrow's messages can span lines).
+        super().__init__(where + " ".join(ln.strip() for ln in str(message).splitlines() if ln.strip()))
 
 
 class ConfigError(LmsieveError, ValueError):

@@ -37,14 +37,14 @@ name) restores them. ``fitted`` makes ``fit`` a load, so the selector needs no p
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
 
 from lmsieve.schemas.document import text_array
 from lmsieve.schemas.errors import ConfigError, InputError
-from lmsieve.selectors.base import STATE_JSON, Selector, register
+from lmsieve.selectors.base import Selector, register
+from lmsieve.selectors.fitted_dir import FittedDirMixin
 
 def texts_of(batch) -> list[str]:
     """Texts of a batch (pyarrow, pandas, list of str) or of a list/dict of batches, pooled."""
@@ -55,49 +55,7 @@ def texts_of(batch) -> list[str]:
     return text_array(batch).to_pylist()
 
 
-class FittedDirMixin:
-    """Selectors whose fitted state includes files (checkpoints, fastText): ``save``/``load`` and
-    the ``fitted=DIR`` parameter (``fit`` then loads DIR; fingerprints hash DIR's files)."""
-
-    def _init_fitted(self, fitted):
-        # An instance attribute: with a fitted directory no pool sample is needed (API, Beam job).
-        self.needs_pool_sample = fitted is None and type(self).needs_pool_sample
-        if fitted is not None:  # the saved parameters rule (execution parameters excepted)
-            doc = json.loads((Path(fitted) / STATE_JSON).read_text())
-            if doc["method"] != self.name:
-                raise ConfigError(f"fitted={fitted!r} holds a {doc['method']!r} selector, not {self.name!r}")
-            given = self._params
-            self._params = {**doc["params"], **{k: given[k] for k in self.execution_params}, "fitted": str(fitted)}
-
-    def fingerprint_params(self):
-        """With ``fitted``, the hash of the fitted files stands for every parameter."""
-        from lmsieve.features.store import hash_files
-
-        if self._params.get("fitted"):
-            return {"fitted": hash_files(self._params["fitted"], skip=("optimizer",))}
-        return super().fingerprint_params()
-
-    def _load_fitted(self) -> bool:
-        d = self._params.get("fitted")
-        if d is None:
-            return False
-        other = type(self).load(d)
-        keep = self._params
-        self.__dict__.update({k: v for k, v in other.__dict__.items() if k != "_params"})
-        self._params = keep
-        self.needs_pool_sample = False
-        return True
-
-    def save(self, path):
-        path = Selector.save(self, path)
-        self._save_files(Path(path))
-        return path
-
-    @classmethod
-    def load(cls, path):
-        obj = Selector.load.__func__(cls, path)
-        obj._load_files(Path(path))
-        return obj
+# FittedDirMixin moved to lmsieve.selectors.fitted_dir (re-exported here for its importers).
 
 
 def model_cfgs(model: dict | None, train: dict | None, seed: int) -> tuple[dict, dict]:

@@ -67,6 +67,7 @@ def search_weights(evaluate, n_features: int, *, n_runs: int = 256, seed: int = 
 class MetaRater(Selector):
     name = "meta_rater"
     input_columns = ("text",)
+    needs_pool_sample = True  # min–max statistics (and DSIR's raw distribution) come from the pool
     fitted_attributes = ("names_", "lo_", "hi_", "weights_")
 
     def __init__(self, score_columns=(), heuristics: bool = True, dsir: bool = True, classes=None,

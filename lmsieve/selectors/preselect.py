@@ -16,7 +16,7 @@ Data That Predicts Is the Data That Teaches", arXiv:2503.00808; reference hkust-
    strengths (ties broken by the stable hash of (seed, id)). Without any perfect document the
    positives are the documents at the highest strength present (a documented fallback).
 4. fastText (``epoch=3, lr=0.1, wordNgrams=2``, other values fastText's defaults; ``thread=1``
-   and a seed so training is reproducible), newlines replaced by spaces, labels
+   and a seed so training is reproducible), whitespace runs replaced by one space, labels
    ``__label__1``/``__label__0``. Score = P(label 1), clamped to [0, 1] (reference issue #4).
 5. Selection keeps a fraction of *characters* (10% in the paper): pass
    ``keep_chars_fraction=0.1`` to the API/CLI (``--keep-chars-fraction``), or use
@@ -24,31 +24,49 @@ Data That Predicts Is the Data That Teaches", arXiv:2503.00808; reference hkust-
    the fraction, as the reference's threshold estimated from its output).
 
 Models: ``models=[PATH, ...]`` (lmsieve proxies or local safetensors HF causal LMs) with
-``model_scores`` (benchmark-like, higher is better); or, by default, lmsieve's own proxies trained
-on the pool sample (``proxies``: one dict per model with ``model``/``train`` configs, different
-sizes/steps), whose score is minus their mean token loss on the user's target set.
+``model_scores`` (benchmark-like, higher is better); or, by default, N = 3 of lmsieve's own
+proxies whose quality differs *in kind*, not only in size. Proxies of one kind trained on the same
+data with different sizes/steps agree on almost every document's loss order (on 1,000 shared-pool
+documents the labels came out 998 perfect / 2 not), so nothing can be learnt from them. Instead
+(``proxies``: one dict per model, ``model``/``train``/``tokenizer`` configs and a ``mixture``):
+
+* the calibration sample is split by the stable hash of (seed, id): ``proxy_share`` (half) trains
+  the proxies, the rest is labelled, so no labelled document was seen by any proxy;
+* the training part is ranked by a cheap target affinity, DSIR's hashed uni+bigram log importance
+  weight (target vs. the calibration sample) per n-gram; its top ``like_fraction`` (a quarter)
+  is the target-like part; every proxy trains on that many documents, a share ``mixture`` of them
+  from the target-like part (defaults 0, 0.5, 1) and the rest from the others (a half split
+  was too coarse: on the shared pool its "unlike" half held most Go code, and a byte-level proxy
+  trained on it beat the others on Python targets);
+* a proxy's score is minus its mean token loss on the user's target set (higher is better), so
+  the ordering is measured, not assumed. A proxy without ``mixture`` trains on the whole
+  training part (the old behaviour; pass ``proxy_share=1`` to train and label on everything).
+
+Degenerate labels are an error, not a silent fallback: when fewer than ``min_per_class``
+documents are positive or negative, ``fit`` raises :class:`InputError` with the counts. When
+there are fewer imperfect documents than perfect ones, the positives are downsampled by the
+stable hash to as many as the negatives (balanced classes, as the paper's ~200K/200K).
+fastText is trained by :mod:`lmsieve.features.fasttext_model` (fresh subprocess, one thread,
+the selector's seed), so a fit is reproducible in any process.
 Saved state: JSON + ``preselect.bin`` (the fastText model); ``fitted=DIR`` loads it (Beam jobs).
 """
 from __future__ import annotations
 
-import tempfile
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 
-from lmsieve.sampling.hashing import stable_hash64
+from lmsieve.features.fasttext_model import fasttext_line, model_from_bytes, model_to_bytes, train_classifier
+from lmsieve.sampling.hashing import stable_hash64, stable_uniform
 from lmsieve.schemas.errors import ConfigError, InputError
 from lmsieve.selectors.base import Selector, register
 from lmsieve.selectors.color_filter import FittedDirMixin, texts_of
 
 FASTTEXT_FILE = "preselect.bin"
-#: Three own proxies of different sizes and lengths of training (byte tokenizer).
-DEFAULT_PROXIES = (
-    {"model": {"n_layer": 1, "d_model": 64, "n_head": 2, "context": 256}, "train": {"steps": 100}},
-    {"model": {"n_layer": 2, "d_model": 128, "n_head": 4, "context": 256}, "train": {"steps": 300}},
-    {"model": {"n_layer": 4, "d_model": 256, "n_head": 4, "context": 256}, "train": {"steps": 600}},
-)
+_PROXY_MODEL = {"n_layer": 2, "d_model": 128, "n_head": 4, "context": 256}
+#: Three own proxies of one size trained on different mixtures (share of target-like documents).
+DEFAULT_PROXIES = tuple({"model": _PROXY_MODEL, "train": {"steps": 300}, "mixture": m} for m in (0.0, 0.5, 1.0))
 
 
 def agreement_counts(losses: np.ndarray, model_scores) -> np.ndarray:
@@ -82,20 +100,40 @@ def char_threshold(scores: np.ndarray, n_chars: np.ndarray, fraction: float) -> 
     return float(s[order[min(i, len(s) - 1)]])
 
 
-def make_labels(counts: np.ndarray, n_pairs: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(positive indices, negative indices): perfect documents, and as many from the bottom."""
+def make_labels(counts: np.ndarray, n_pairs: int, keys: np.ndarray,
+                min_per_class: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(positive indices, negative indices): perfect documents, and as many from the bottom; with
+    fewer imperfect documents than perfect ones, positives are cut (by ``keys``) to that number."""
     top = n_pairs if np.any(counts == n_pairs) else int(counts.max())
-    if top <= int(counts.min()):
-        raise InputError("PreSelect: every calibration document has the same predictive strength; "
-                         "no positives can be told from negatives", "pool_sample")
     pos = np.flatnonzero(counts == top)
     rest = np.flatnonzero(counts < top)
+    if min(len(pos), len(rest)) < max(1, min_per_class):
+        raise InputError(f"PreSelect: degenerate labels ({len(pos)} documents at the top strength {top}/{n_pairs}, "
+                         f"{len(rest)} below; need >= {max(1, min_per_class)} of each): the models agree on "
+                         "(almost) every document's order; use models that differ in kind", "pool_sample")
     neg = rest[np.lexsort((keys[rest], counts[rest]))][: len(pos)]
+    if len(pos) > len(neg):
+        pos = np.sort(pos[np.argsort(keys[pos], kind="stable")[: len(neg)]])
     return pos, neg
 
 
-def fasttext_line(text: str) -> str:
-    return " ".join(text.split("\n")).replace("\r", " ")
+def mixture_splits(affinity: np.ndarray, keys: np.ndarray, mixtures, like_fraction: float = 0.25) -> list[np.ndarray]:
+    """Per mixture m: n = ⌈like_fraction·N⌉ document indices, a share m of them from the n most
+    target-like documents (by ``affinity``) and the rest from the others, each part in ``keys`` order."""
+    order = np.lexsort((keys, -affinity))
+    n = max(1, min(len(order) // 2, int(np.ceil(like_fraction * len(order)))))
+    like, unlike = order[:n], order[n:]
+    like, unlike = like[np.argsort(keys[like], kind="stable")], unlike[np.argsort(keys[unlike], kind="stable")]
+    return [np.sort(np.concatenate([like[: int(round(m * n))], unlike[: n - int(round(m * n))]])) for m in mixtures]
+
+
+def target_affinity(target, texts: list[str]) -> np.ndarray:
+    """DSIR's log importance weight (target vs. ``texts``) per hashed uni+bigram of a document."""
+    from lmsieve.selectors.dsir import DSIR
+
+    dsir = DSIR().fit(target, pool_sample=texts)
+    occ = dsir.featurizer.transform(texts)
+    return dsir.score_counts(occ)[0] / np.maximum(occ.per_doc(), 1)
 
 
 @register
@@ -111,8 +149,9 @@ class PreSelect(FittedDirMixin, Selector):
     def __init__(self, models: list[str] | None = None, model_scores: list[float] | None = None,
                  proxies: list[dict] | None = None, window: int | None = None, stride: int | None = None,
                  epoch: int = 3, lr: float = 0.1, word_ngrams: int = 2, dim: int = 100, bucket: int = 2_000_000,
-                 min_count: int = 1, seed: int = 0, fitted: str | None = None, device: str = "cpu",
-                 batch_tokens: int = 8192):
+                 min_count: int = 1, proxy_share: float = 0.5, like_fraction: float = 0.25, min_per_class: int = 5,
+                 seed: int = 0,
+                 fitted: str | None = None, device: str = "cpu", batch_tokens: int = 8192):
         if models is not None:
             if len(models) < 3:
                 raise ConfigError("PreSelect needs at least 3 models")
@@ -120,9 +159,13 @@ class PreSelect(FittedDirMixin, Selector):
                 raise ConfigError("models need one model_scores entry each (benchmark-like, higher is better)")
         if proxies is not None and len(proxies) < 3:
             raise ConfigError("PreSelect needs at least 3 proxies")
+        if not (0 < proxy_share <= 1 and 0 < like_fraction <= 0.5):
+            raise ConfigError(f"proxy_share must be in (0, 1] and like_fraction in (0, 0.5], got {proxy_share}, "
+                              f"{like_fraction}")
         super().__init__(models=models, model_scores=model_scores, proxies=proxies, window=window, stride=stride,
                          epoch=epoch, lr=lr, word_ngrams=word_ngrams, dim=dim, bucket=bucket, min_count=min_count,
-                         seed=seed, fitted=fitted, device=device, batch_tokens=batch_tokens)
+                         proxy_share=proxy_share, like_fraction=like_fraction, min_per_class=int(min_per_class), seed=seed, fitted=fitted,
+                         device=device, batch_tokens=batch_tokens)
         self._init_fitted(fitted)
 
     # -- fitting --------------------------------------------------------------------------------
@@ -138,47 +181,65 @@ class PreSelect(FittedDirMixin, Selector):
     def fit(self, target, pool_sample=None) -> "PreSelect":
         if self._load_fitted():
             return self
-        from lmsieve.features.proxy_lm import document_losses, load_proxy, train_proxy
+        from lmsieve.features.proxy_lm import load_proxy
 
         p = self._params
         if pool_sample is None:
             raise ConfigError("PreSelect needs a calibration sample of the pool (pool_sample=...)")
         texts = texts_of(pool_sample)
+        ids = pool_sample.column("id").to_pylist() if "id" in getattr(pool_sample, "column_names", []) \
+            else [str(i) for i in range(len(texts))]
         if p["models"] is not None:
             lms = [load_proxy(m, device=p["device"]) for m in p["models"]]
             scores = [float(x) for x in p["model_scores"]]
+            label = np.arange(len(texts))
         else:
-            lms = [train_proxy(texts, c.get("model"), {"seed": p["seed"], **c.get("train", {})},
-                               c.get("tokenizer", {"kind": "byte"}), device=p["device"])
-                   for c in (p["proxies"] or DEFAULT_PROXIES)]
-            tgt = texts_of(target)
-            if not tgt:
-                raise InputError("PreSelect scores its own proxies on the target set: it is empty", "target")
-            scores = []
-            for lm in lms:  # score = minus the mean token loss on the target (higher is better)
-                r = document_losses(lm, tgt, batch_tokens=p["batch_tokens"])
-                scores.append(-float(r.total_nll.sum() / max(1, r.n_tokens.sum())))
-        ids = pool_sample.column("id").to_pylist() if hasattr(pool_sample, "column") and \
-            "id" in getattr(pool_sample, "column_names", []) else [str(i) for i in range(len(texts))]
-        return self.fit_from_losses(texts, self.model_losses(lms, texts), scores, ids)
+            lms, scores, label = self.train_proxies(target, texts, ids)
+        return self.fit_from_losses([texts[i] for i in label], self.model_losses(lms, [texts[i] for i in label]),
+                                    scores, [ids[i] for i in label])
+
+    def train_proxies(self, target, texts: list[str], ids: list[str]) -> tuple[list, list[float], np.ndarray]:
+        """(proxies, their scores = minus mean token loss on the target, indices of the documents to label)."""
+        from lmsieve.features.proxy_lm import document_losses, train_proxy
+
+        p = self._params
+        tgt = texts_of(target)
+        if not tgt:
+            raise InputError("PreSelect scores its own proxies on the target set: it is empty", "target")
+        u = stable_uniform(p["seed"], ids)
+        share = p["proxy_share"]
+        train = np.flatnonzero(u < share) if share < 1 else np.arange(len(texts))
+        label = np.flatnonzero(u >= share) if share < 1 else np.arange(len(texts))
+        if len(train) < 2 or len(label) < 2:
+            raise InputError(f"PreSelect: a calibration sample of {len(texts)} documents is too small", "pool_sample")
+        cfgs = list(p["proxies"] or DEFAULT_PROXIES)
+        train_texts = [texts[i] for i in train]
+        mixtures = [c["mixture"] for c in cfgs if c.get("mixture") is not None]
+        parts = iter(mixture_splits(target_affinity(target, train_texts), stable_hash64(p["seed"] + 2, [ids[i] for i in train]),
+                                    mixtures, p["like_fraction"]) if mixtures else [])
+        lms, scores = [], []
+        for c in cfgs:
+            docs = [train_texts[i] for i in next(parts)] if c.get("mixture") is not None else train_texts
+            lm = train_proxy(docs, c.get("model"), {"seed": p["seed"], **c.get("train", {})},
+                             c.get("tokenizer", {"kind": "byte"}), device=p["device"])
+            r = document_losses(lm, tgt, batch_tokens=p["batch_tokens"])
+            lms.append(lm)
+            scores.append(-float(r.total_nll.sum() / max(1, r.n_tokens.sum())))
+        return lms, scores, label
 
     def fit_from_losses(self, texts: list[str], losses: np.ndarray, model_scores, ids=None) -> "PreSelect":
         """Labels from per-document losses and model scores, then the fastText classifier."""
-        import fasttext
-
         p = self._params
         ids = [str(i) for i in range(len(texts))] if ids is None else ids
         counts = agreement_counts(losses, model_scores)
         n = len(model_scores)
-        pos, neg = make_labels(counts, n * (n - 1) // 2, stable_hash64(p["seed"], ids))
+        pos, neg = make_labels(counts, n * (n - 1) // 2, stable_hash64(p["seed"], ids), p["min_per_class"])
         rows = [(i, 1) for i in pos] + [(i, 0) for i in neg]
         rows.sort(key=lambda r: int(stable_hash64(p["seed"] + 1, [ids[r[0]]])[0]))  # deterministic shuffle
-        with tempfile.TemporaryDirectory(prefix="lmsieve-preselect-") as d:
-            path = Path(d) / "train.txt"
-            path.write_text("".join(f"__label__{y} {fasttext_line(texts[i])}\n" for i, y in rows), encoding="utf-8")
-            self.classifier_ = fasttext.train_supervised(
-                input=str(path), epoch=p["epoch"], lr=p["lr"], wordNgrams=p["word_ngrams"], dim=p["dim"],
-                bucket=p["bucket"], minCount=p["min_count"], thread=1, seed=p["seed"], verbose=0)
+        self.classifier_ = train_classifier(
+            [texts[i] for i, _ in rows], [str(y) for _, y in rows],
+            dict(epoch=p["epoch"], lr=p["lr"], wordNgrams=p["word_ngrams"], dim=p["dim"], bucket=p["bucket"],
+                 minCount=p["min_count"], seed=p["seed"]))
         self.model_scores_ = [float(x) for x in model_scores]
         self.label_counts_ = {"positive": len(pos), "negative": len(neg), "calibration": len(texts)}
         self.strength_ = (counts / (n * (n - 1) / 2)).astype(np.float64)
@@ -210,20 +271,14 @@ class PreSelect(FittedDirMixin, Selector):
         """Picklable for Beam workers: the fastText model travels as the bytes of its .bin file."""
         st = self.__dict__.copy()
         if "classifier_" in st:
-            with tempfile.TemporaryDirectory(prefix="lmsieve-preselect-") as d:
-                self.classifier_.save_model(str(Path(d) / FASTTEXT_FILE))
-                st["classifier_"] = (Path(d) / FASTTEXT_FILE).read_bytes()
+            st["classifier_"] = model_to_bytes(self.classifier_)
         return st
 
     def __setstate__(self, st):
         blob = st.pop("classifier_", None)
         self.__dict__.update(st)
         if blob is not None:
-            import fasttext
-
-            with tempfile.TemporaryDirectory(prefix="lmsieve-preselect-") as d:
-                (Path(d) / FASTTEXT_FILE).write_bytes(blob)
-                self.classifier_ = fasttext.load_model(str(Path(d) / FASTTEXT_FILE))
+            self.classifier_ = model_from_bytes(blob)
 
     def _load_files(self, path: Path) -> None:
         import fasttext

@@ -24,8 +24,12 @@ A round-robin order is not "rank by score": it is turned into a 1-D score usable
 round-robin never reached scores -(R + 2) + s (R picks, s its max similarity in [-1, 1]), so a
 top-k by score reproduces the round-robin order and continues by similarity. Such scores are
 global over what is scored at once: ``fit_and_score`` (CLI, API) scores the whole pool in one
-``fit_score`` call; ``score_and_mask`` on a batch orders within that batch only. ``rds-rr``
-therefore declares ``needs_pool_sample`` (its scores depend on the pool; no Beam path).
+``fit_score`` call; ``score_and_mask`` on a batch orders within that batch only.
+The Beam jobs (``lmsieve.pipelines.round_robin``) therefore store, per document, its max
+similarity and the queries whose per-unit top-``per_query_k`` it is in (:meth:`RDS.query_topk`),
+merge those into the global per-query top-k with a combiner and run the round-robin once
+(:func:`positions_to_scores`): the same scores as ``fit_score``. Multi-task selection is
+in-process only (a Beam job's target files form one task).
 """
 from __future__ import annotations
 
@@ -90,10 +94,16 @@ def task_round_robin(task_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def order_to_scores(order: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     """1-D scores whose descending order starts with ``order`` and continues by ``fallback``."""
-    r = len(order)
-    s = -(r + 2) + np.clip(np.asarray(fallback, dtype=np.float64), -1.0, 1.0)
-    s[order] = -np.arange(r, dtype=np.float64)
-    return s
+    pos = np.full(len(fallback), -1, dtype=np.int64)
+    pos[order] = np.arange(len(order))
+    return positions_to_scores(pos, len(order), fallback)
+
+
+def positions_to_scores(pos: np.ndarray, n_order: int, fallback: np.ndarray) -> np.ndarray:
+    """Per document: -p if it is the p-th of ``n_order`` picks (``pos`` = p >= 0), else
+    -(n_order + 2) + its ``fallback`` similarity clipped to [-1, 1]."""
+    s = -(n_order + 2) + np.clip(np.asarray(fallback, dtype=np.float64), -1.0, 1.0)
+    return np.where(np.asarray(pos) >= 0, -np.asarray(pos, dtype=np.float64), s)
 
 
 @register
@@ -181,12 +191,19 @@ class RDS(Selector):
 
     def score_and_mask(self, batch) -> tuple[np.ndarray, np.ndarray]:
         self.check_fitted()
-        if not hasattr(batch, "slice"):
-            import pyarrow as pa
-
-            batch = pa.table({"text": list(batch)})
-        s = self._scores(batch)
+        s = self._scores(_as_table(batch))
         return s, np.ones(len(s), dtype=bool)
+
+    def query_topk(self, batch) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """(max similarity per document, (sims, rows) of each query's top-``per_query_k`` within
+        the batch, rows -1 where missing): one unit's share of the global round-robin (single task)."""
+        self.check_fitted()
+        if not self.round_robin or len(self.task_sizes_) != 1:
+            raise ConfigError(f"{self.name}: query_topk is for the single-task round-robin (rds-rr)")
+        tm, best = self._stream(_as_table(batch))
+        if best is None:
+            best = (np.zeros((len(self.queries_), 0), np.float32), np.zeros((len(self.queries_), 0), np.int64))
+        return tm[:, 0], best
 
     def fit_score(self, target, table, progress=None) -> tuple[np.ndarray, np.ndarray]:
         """Fit on ``target`` and score the whole ``table`` at once (global round-robin orders)."""
@@ -206,13 +223,23 @@ class RDS(Selector):
         self.queries_ = arrays["queries_"].astype(np.float32)
 
 
+def _as_table(batch):
+    """A pyarrow table (or record batch) of a batch given as pyarrow, pandas or a list of str."""
+    if hasattr(batch, "slice"):
+        return batch
+    import pyarrow as pa
+
+    if hasattr(batch, "columns") and hasattr(batch, "to_dict"):  # pandas
+        return pa.Table.from_pandas(batch, preserve_index=False)
+    return pa.table({"text": list(batch)})
+
+
 @register
 class RDSRoundRobin(RDS):
     """RDS+ with round-robin over query examples (``get_top_influences``)."""
 
     name = "rds-rr"
-    needs_pool_sample = True  # its scores depend on the whole pool scored at once (no Beam path)
-    round_robin = True
+    round_robin = True  # scores depend on the whole pool: Beam via lmsieve.pipelines.round_robin
 
     def fit(self, target, pool_sample=None) -> "RDSRoundRobin":
         return super().fit(target)

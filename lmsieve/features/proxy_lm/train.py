@@ -42,6 +42,15 @@ def token_stream(tokenizer, texts) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
 
+def window_starts(n: int, span: int) -> torch.Tensor:
+    """Starts of ``span``-token windows covering a stream of ``n`` tokens: consecutive windows share
+    one token (each target predicted once), plus one window ending at the tail when needed."""
+    starts = list(range(0, n - span + 1, span - 1))
+    if starts[-1] + span < n:
+        starts.append(n - span)  # cover the tail
+    return torch.tensor(starts)
+
+
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """Learning rate of (0-based) ``step`` of ``total``: linear warmup, cosine to ``lr*min_lr_ratio``."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
@@ -147,12 +156,9 @@ def finetune(lm: ProxyLM, texts, train: TrainConfig | dict | None = None, *, epo
     span = min(lm.context + 1, len(stream))
     if span < 2:
         raise InputError("fine-tuning documents hold fewer than one token")
-    starts = list(range(0, len(stream) - span + 1, span - 1))
-    if starts[-1] + span < len(stream):
-        starts.append(len(stream) - span)  # cover the tail
-    starts_t = torch.tensor(starts)
+    starts_t = window_starts(len(stream), span)
     g = generator(cfg.seed)
-    per_epoch = math.ceil(len(starts) / cfg.batch_size)
+    per_epoch = math.ceil(len(starts_t) / cfg.batch_size)
 
     def batches():
         for _ in range(epochs):
