@@ -65,7 +65,7 @@ BENCHES = [
     ("bench_zipfit.py", ["--limit", "500"], "zipfit.json", "ZIP-FIT detail"),
     ("bench_scaling.py", ["--sizes", "500,1000", "--synthetic", "2"], "scaling.json", "Scaling (streamed, one core)"),
     ("bench_beam.py", ["--repeats", "1"], "beam.json", "Beam runner vs in-process API"),
-    ("bench_features.py", ["--quick"], "features.json", "Model features"),
+    ("bench_features.py", ["--docs", "40", "--train-docs", "300", "--train-steps", "30"], "features.json", "Model features"),
     ("bench_eval.py", ["--quick"], "eval.json", "Does selection help? (eval harness)"),
     ("bench_loss_selectors.py", ["--limit", "300", "--steps", "60"], "loss_selectors.json", "Loss-based selectors"),
     ("bench_representation.py", ["--limit", "600"], "representation.json", "Representation-based selectors"),
