@@ -2,9 +2,9 @@
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 import torch
+from _beam_fitted import beam_select_fitted
 from _proxy_fixture import one_thread  # noqa: F401
 from conftest import pool_slice, target_set
 
@@ -113,31 +113,12 @@ def test_real_tiny_proxies_top10_precision(real):
 
 
 def test_save_load_and_beam_match_api(real):
-    from lmsieve.pipelines.features import ScoreFeature, hash_target_files, read_target, selector_class
-    from lmsieve.pipelines.features_job import run_features_job
-    from lmsieve.pipelines.options import make_options
-    from lmsieve.pipelines.selection_job import SelectionConfig, run_selection_job
-
     pool, target, params, sel, s, e, root = real
     d = sel.save(root / "fitted")
     assert (root / "fitted" / "prior" / "model.safetensors").is_file()
     again = ColorFilter.load(d)
     np.testing.assert_array_equal(again.score(pool.slice(0, 30)), s[:30])
     # Beam: the features job stores the fitted selector's scores; the selection job cuts them
-    pq.write_table(target, root / "target.parquet")
-    tpath = str(root / "target.parquet")
-    (root / "pool").mkdir()
-    pq.write_table(pool.slice(0, 70), root / "pool" / "a.parquet")
-    pq.write_table(pool.slice(70), root / "pool" / "b.parquet")
-    fitted = selector_class("color")(fitted=d).fit(read_target([tpath]))
-    assert not fitted.needs_pool_sample
-    opts = make_options(["--runner=FnApiRunner"])
-    run_features_job(str(root / "pool"), str(root / "feat"), [ScoreFeature(fitted, hash_target_files([tpath]))],
-                     options=opts, progress_secs=0)
-    cfg = SelectionConfig(method="color", params={"fitted": d}, budget=Budget(fraction=0.1), seed=4, num_quantiles=7)
-    m = run_selection_job(str(root / "pool"), str(root / "feat"), [tpath], str(root / "out"), cfg, options=opts,
-                          progress_secs=0)
-    got = pa.concat_tables([pq.read_table(root / "out" / o["path"]) for o in m["outputs"]
-                            if o["path"].startswith("selected-")]).column("id").to_pylist()
+    got = beam_select_fitted(root, "color", d, pool, target, 70, Budget(fraction=0.1), seed=4)
     ref = run_selection(sel, pool, Budget(fraction=0.1), seed=4, scores=s, eligible=e).selected.column("id").to_pylist()
     assert len(ref) == 12 and got == ref

@@ -2,7 +2,6 @@
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 from _proxy_fixture import one_thread, tiny_proxy_dir  # noqa: F401
 from conftest import pool_slice, target_set
@@ -106,11 +105,9 @@ def fitted_mates(tmp_path_factory, one_thread):  # noqa: F811
 
 
 def test_fitted_selector_prefers_target_domain_and_beam_matches_api(fitted_mates):
+    from _beam_fitted import beam_select_fitted
+
     from lmsieve.api import run_selection
-    from lmsieve.pipelines.features import ScoreFeature, hash_target_files, read_target, selector_class
-    from lmsieve.pipelines.features_job import run_features_job
-    from lmsieve.pipelines.options import make_options
-    from lmsieve.pipelines.selection_job import SelectionConfig, run_selection_job
 
     pool, target, sel, s, e, root = fitted_mates
     is_code = np.array(pool.column("domain").to_pylist()) == "code_python"
@@ -118,22 +115,9 @@ def test_fitted_selector_prefers_target_domain_and_beam_matches_api(fitted_mates
     d = sel.save(root / "fitted")
     assert (root / "fitted" / "proxy" / "optimizer.safetensors").is_file()
     np.testing.assert_array_equal(MATES.load(d).score(pool.slice(0, 10)), s[:10])
-    pq.write_table(target, root / "target.parquet")
-    tpath = str(root / "target.parquet")
-    (root / "pool").mkdir()
-    pq.write_table(pool.slice(0, 43), root / "pool" / "a.parquet")
-    pq.write_table(pool.slice(43), root / "pool" / "b.parquet")
-    fitted = selector_class("mates")(fitted=d, embed_batch_size=1).fit(read_target([tpath]))
-    opts = make_options(["--runner=FnApiRunner"])
-    run_features_job(str(root / "pool"), str(root / "feat"), [ScoreFeature(fitted, hash_target_files([tpath]))],
-                     options=opts, progress_secs=0)
     budget = Budget(fraction=0.2)
-    cfg = SelectionConfig(method="mates", params={"fitted": d}, budget=budget, seed=6, num_quantiles=7,
-                          temperature=0.5)
-    m = run_selection_job(str(root / "pool"), str(root / "feat"), [tpath], str(root / "out"), cfg, options=opts,
-                          progress_secs=0)
-    got = pa.concat_tables([pq.read_table(root / "out" / o["path"]) for o in m["outputs"]
-                            if o["path"].startswith("selected-")]).column("id").to_pylist()
+    got = beam_select_fitted(root, "mates", d, pool, target, 43, budget, seed=6, selector_kwargs={"embed_batch_size": 1},
+                             temperature=0.5)
     ref = run_selection(sel, pool, budget, seed=6, temperature=0.5, scores=s, eligible=e).selected.column("id").to_pylist()
     assert len(ref) == 20 and got == ref
 

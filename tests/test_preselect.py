@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
+from _beam_fitted import beam_select_fitted
 from _proxy_fixture import one_thread  # noqa: F401
 from conftest import pool_slice, target_set
 
@@ -94,11 +94,6 @@ def real(tmp_path_factory, one_thread):  # noqa: F811
 
 
 def test_local_models_save_load_and_beam_match_api(real):
-    from lmsieve.pipelines.features import ScoreFeature, hash_target_files, read_target, selector_class
-    from lmsieve.pipelines.features_job import run_features_job
-    from lmsieve.pipelines.options import make_options
-    from lmsieve.pipelines.selection_job import SelectionConfig, run_selection_job
-
     pool, target, params, sel, s, e, root = real
     is_code = np.array(pool.column("domain").to_pylist()) == "code_python"
     assert np.mean(sel.strength_[is_code] == 1.0) > 0.8 and np.mean(sel.strength_[~is_code] == 1.0) < 0.2
@@ -106,21 +101,8 @@ def test_local_models_save_load_and_beam_match_api(real):
     d = sel.save(root / "fitted")
     assert (root / "fitted" / "preselect.bin").is_file()
     np.testing.assert_array_equal(PreSelect.load(d).score(pool), s)
-    pq.write_table(target, root / "target.parquet")
-    tpath = str(root / "target.parquet")
-    (root / "pool").mkdir()
-    pq.write_table(pool.slice(0, 45), root / "pool" / "a.parquet")
-    pq.write_table(pool.slice(45), root / "pool" / "b.parquet")
-    fitted = selector_class("preselect")(fitted=d).fit(read_target([tpath]))
-    opts = make_options(["--runner=FnApiRunner"])
-    run_features_job(str(root / "pool"), str(root / "feat"), [ScoreFeature(fitted, hash_target_files([tpath]))],
-                     options=opts, progress_secs=0)
     budget = Budget(length_fraction=0.1)
-    cfg = SelectionConfig(method="preselect", params={"fitted": d}, budget=budget, seed=2, num_quantiles=7)
-    m = run_selection_job(str(root / "pool"), str(root / "feat"), [tpath], str(root / "out"), cfg, options=opts,
-                          progress_secs=0)
-    got = pa.concat_tables([pq.read_table(root / "out" / o["path"]) for o in m["outputs"]
-                            if o["path"].startswith("selected-")]).column("id").to_pylist()
+    got = beam_select_fitted(root, "preselect", d, pool, target, 45, budget, seed=2)
     ref = run_selection(sel, pool, budget, seed=2, scores=s, eligible=e).selected.column("id").to_pylist()
     assert len(ref) > 0 and got == ref
 
