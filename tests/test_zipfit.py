@@ -72,12 +72,17 @@ def _exactness_inputs():
     return xs, ts
 
 
-def test_fast_scorer_equals_naive_formula_exactly(monkeypatch):
+@pytest.mark.parametrize("kernel", ["auto", "zlib"])
+def test_fast_scorer_equals_naive_formula_exactly(monkeypatch, kernel):
+    """Both fast paths (the compiled kernel, zlib's copied state) equal the naive formula."""
     monkeypatch.setattr(zipfit_module, "BLOCK_ROWS", 8)  # several blocks, so n_jobs=2 really threads
     xs, ts = _exactness_inputs()
     assert any(len(x.encode()) > 65_536 for x in xs) and "" in xs and "" in ts
     assert zipfit_module.streaming_is_exact()  # the fast path is the one under test here
-    z = ZipFit().fit(ts)
+    assert zipfit_module.deflate_kernel() is not None  # the kernel is built and trusted here
+    calls = []
+    monkeypatch.setattr(zipfit_module, "_kernel_block", lambda *a, f=zipfit_module._kernel_block: calls.append(1) or f(*a))
+    z = ZipFit(kernel=kernel).fit(ts)
     cx, cxt = z.pair_lengths(xs)
     assert cx.tolist() == [gz(x) for x in xs]
     assert z.target_lengths_.tolist() == [gz(t) for t in ts]
@@ -85,7 +90,8 @@ def test_fast_scorer_equals_naive_formula_exactly(monkeypatch):
     scores, eligible = z.score_and_mask(xs)
     assert eligible.all() and np.isfinite(scores).all()
     assert np.array_equal(scores, naive_scores(xs, ts))  # bit-identical floats
-    assert np.array_equal(ZipFit(n_jobs=2).fit(ts).score(xs), scores)
+    assert np.array_equal(ZipFit(n_jobs=2, kernel=kernel).fit(ts).score(xs), scores)
+    assert bool(calls) == (kernel == "auto")
 
 
 def test_fallback_path_gives_the_same_scores(monkeypatch):
@@ -93,7 +99,7 @@ def test_fallback_path_gives_the_same_scores(monkeypatch):
     xs, ts = xs[:10] + xs[-4:], ts[:3] + ts[-3:]
     fast = ZipFit().fit(ts).score(xs)
     monkeypatch.setattr(zipfit_module, "streaming_is_exact", lambda: False)
-    assert np.array_equal(ZipFit().fit(ts).score(xs), fast)
+    assert np.array_equal(ZipFit(kernel="zlib").fit(ts).score(xs), fast)  # one compression per pair
 
 
 @pytest.mark.parametrize("codec,level", [("gzip", 6), ("gzip", 9), ("zlib", 1), ("lz4", 0), ("zstd", 3)])
@@ -161,7 +167,8 @@ def test_fit_inputs_and_edge_cases():
     table = pa.table({"id": ["a", "b"], "text": [LEAN_T, ""]})
     pooled = ZipFit().fit([table, pa.table({"id": ["c"], "text": [WEATHER_X2]})])
     assert pooled.targets_ == [LEAN_T, "", WEATHER_X2]
-    assert pooled.get_params() == {"codec": "gzip", "level": 1, "n_jobs": 1}
+    assert pooled.get_params() == {"codec": "gzip", "level": 1, "n_jobs": 1, "mode": "exact", "kernel": "auto"}
+    assert pooled.fingerprint_params() == {"codec": "gzip", "level": 1, "mode": "exact"}
     s, e = pooled.score_and_mask(["", LEAN_X1])
     assert e.tolist() == [True, True] and np.isfinite(s).all()
     assert pooled.score([]).shape == (0,)

@@ -84,25 +84,35 @@ typedef struct {
     uint16_t dad[HEAP_SIZE];
     uint16_t len[HEAP_SIZE];
     uint8_t depth[HEAP_SIZE];
-    int heap[HEAP_SIZE];
+    int heap[HEAP_SIZE];  /* the nodes in extraction order live at heap[heap_max..] */
+    uint64_t pq[HEAP_SIZE + 2]; /* the priority queue: (freq << 8 | depth) << 16 | node */
     int heap_len, heap_max;
     int bl_count[16];
 } Huff;
 
-static inline int smaller(const Huff *T, int n, int m) {
-    return T->freq[n] < T->freq[m] || (T->freq[n] == T->freq[m] && T->depth[n] <= T->depth[m]);
-}
+/* zlib orders nodes by (freq, depth) with "<=": node a goes first when key(a) <= key(b), that is
+ * when a <= (b | 0xffff) for the packed entries. pq[heap_len + 1] is kept at the maximum, so the
+ * right child needs no bounds check. */
+#define FIRST(a, b) ((a) <= ((b) | 0xffff))
 
-static void sift_down(Huff *T, int k) {
-    int v = T->heap[k], j = k << 1;
-    while (j <= T->heap_len) {
-        if (j < T->heap_len && smaller(T, T->heap[j + 1], T->heap[j])) j++;
-        if (smaller(T, v, T->heap[j])) break;
-        T->heap[k] = T->heap[j];
+static inline void sift_down(Huff *T, int k) {
+    uint64_t *q = T->pq;
+    const int n = T->heap_len;
+    uint64_t v = q[k];
+    int j = k << 1;
+    while (j <= n) {
+        j += FIRST(q[j + 1], q[j]);
+        uint64_t c = q[j];
+        if (FIRST(v, c)) break;
+        q[k] = c;
         k = j;
         j <<= 1;
     }
-    T->heap[k] = v;
+    q[k] = v;
+}
+
+static inline uint64_t entry(const Huff *T, int node) {
+    return ((((uint64_t)T->freq[node] << 8) | T->depth[node]) << 16) | (uint64_t)node;
 }
 
 /* Code lengths zlib gives frequencies f[0..elems) (written to lens), their cost added to *opt
@@ -115,35 +125,40 @@ static int huffman(Huff *T, const uint32_t *f, int elems, const uint8_t *slen, c
     for (n = 0; n < elems; n++) {
         T->freq[n] = f[n];
         if (f[n]) {
-            T->heap[++T->heap_len] = max_code = n;
             T->depth[n] = 0;
+            T->pq[++T->heap_len] = entry(T, n);
+            max_code = n;
         } else {
             T->len[n] = 0;
         }
     }
     while (T->heap_len < 2) { /* at least two codes, as the format wants */
-        node = T->heap[++T->heap_len] = (max_code < 2 ? ++max_code : 0);
+        node = (max_code < 2 ? ++max_code : 0);
         T->freq[node] = 1;
         T->depth[node] = 0;
+        T->pq[++T->heap_len] = entry(T, node);
         (*opt)--;
         if (slen) *stat -= slen[node];
     }
+    T->pq[T->heap_len + 1] = ~(uint64_t)0;
     for (n = T->heap_len / 2; n >= 1; n--) sift_down(T, n);
     node = elems;
     do {
-        n = T->heap[1];
-        T->heap[1] = T->heap[T->heap_len--];
+        n = (int)(T->pq[1] & 0xffff);
+        T->pq[1] = T->pq[T->heap_len];
+        T->pq[T->heap_len--] = ~(uint64_t)0;
         sift_down(T, 1);
-        m = T->heap[1];
+        m = (int)(T->pq[1] & 0xffff);
         T->heap[--T->heap_max] = n;
         T->heap[--T->heap_max] = m;
         T->freq[node] = T->freq[n] + T->freq[m];
         T->depth[node] = (uint8_t)((T->depth[n] >= T->depth[m] ? T->depth[n] : T->depth[m]) + 1);
         T->dad[n] = T->dad[m] = (uint16_t)node;
-        T->heap[1] = node++;
+        T->pq[1] = entry(T, node);
+        node++;
         sift_down(T, 1);
     } while (T->heap_len >= 2);
-    T->heap[--T->heap_max] = T->heap[1];
+    T->heap[--T->heap_max] = (int)(T->pq[1] & 0xffff);
 
     /* lengths from the root down, capped at max_length */
     for (bits = 0; bits < 16; bits++) T->bl_count[bits] = 0;
