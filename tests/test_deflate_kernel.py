@@ -116,6 +116,22 @@ def test_fuzz_real_documents(kernel):
     assert_equal_to_zlib(kernel, [joined[:50_000], joined[-120_000:]], ts)
 
 
+def test_preset_dictionary_lengths_equal_zlib_zdict(kernel):
+    """dictionary_lengths equals zlib.compressobj(zdict=...) + compress + flush, for tiny, full and
+    over-long (> 32 KB: zlib keeps the tail) dictionaries and documents up to past the window."""
+    text = _repo_text()
+    r = random.Random(9)
+    noise = bytes(r.randrange(256) for _ in range(20_000))
+    dicts = [b"a", b"ab", b"abc", text[:32_506], text[9_000:41_768], text[:50_000], noise[:3000], text[100:600]]
+    xs = _small_inputs(3, 120, text) + [b"", b"a", b"ab", text[:70_000], text[5:33_000], noise]
+    for level in (1, 2, 3):
+        out = np.empty((len(xs), len(dicts)), dtype=np.int64)
+        kernel.dictionary_lengths(dicts, xs, out, level, 2)
+        assert out.tolist() == compression._zdict_lengths(xs, dicts, level).tolist(), level
+    with pytest.raises(ValueError, match="empty"):
+        kernel.dictionary_lengths([b""], [b"x"], np.empty((1, 1), dtype=np.int64))
+
+
 def test_bad_arguments(kernel):
     cx = np.empty(1, dtype=np.int64)
     cxt = np.empty((1, 1), dtype=np.int64)

@@ -471,6 +471,48 @@ static int lengths_one(Ctx *c, const uint8_t *x, int64_t xlen, const uint8_t *co
     return 0;
 }
 
+/* Preset dictionary (zlib's deflateSetDictionary on a fresh raw stream): every position of the
+ * dictionary d but its last two is hashed, no symbol is emitted, the block starts after it; its
+ * last min(len, 2) positions are hashed when the data arrives (as many as the data allows). */
+static int dictionary_prepare(Ctx *c, const uint8_t *d, int64_t dlen, int64_t xmax, State *snap) {
+    if (dlen > WSIZE) d += dlen - WSIZE, dlen = WSIZE;
+    if (ctx_reserve(c, dlen, xmax) < 0) return -1;
+    memcpy(c->buf, d, (size_t)dlen);
+    memset(c->head, 0, sizeof(int32_t) * HASH_SIZE);
+    for (int64_t p = 0; p + MIN_MATCH <= dlen; p++) {
+        uint32_t h = hash3(c->buf + p);
+        c->ring[p & WMASK] = c->head[h];
+        c->head[h] = (int32_t)p;
+    }
+    memset(snap, 0, sizeof *snap);
+    snap->pos = snap->block_start = dlen;
+    c->tail0 = dlen < 2 ? 0 : dlen - 2;
+    return 0;
+}
+
+static int64_t dictionary_one(Ctx *c, const State *snap, const uint8_t *x, int64_t xlen) {
+    const int64_t dlen = snap->pos;
+    memcpy(c->buf + dlen, x, (size_t)xlen);
+    memset(c->buf + dlen + xlen, 0, PAD);
+    State st = *snap;
+    c->undo_n = 0;
+    int64_t pending = dlen < 2 ? dlen : 2;
+    if (xlen + pending >= MIN_MATCH) {
+        for (int64_t p = dlen - pending; p < dlen; p++) {
+            uint32_t h = hash3(c->buf + p);
+            c->tail[p - c->tail0] = c->head[h];
+            c->undo[2 * c->undo_n] = (int32_t)h;
+            c->undo[2 * c->undo_n + 1] = c->head[h];
+            c->undo_n++;
+            c->head[h] = (int32_t)p;
+            if (xlen + (dlen - 1 - p) < MIN_MATCH) break;
+        }
+    }
+    run_tail(c, &st, dlen + xlen);
+    for (int64_t u = c->undo_n - 1; u >= 0; u--) c->head[c->undo[2 * u]] = c->undo[2 * u + 1];
+    return (int64_t)(st.bits >> 3);
+}
+
 /* ---------------------------------------------------------------- Python binding */
 
 typedef struct {
@@ -484,13 +526,40 @@ typedef struct {
     int level;
     int64_t next; /* shared work counter */
     int failed;
+    int dictionary; /* xs are preset dictionaries, ts the documents; cxt is (n_docs, n_dicts) */
 } Job;
+
+#define DICT_CHUNK 128
+
+static void dictionary_work(Job *job, Ctx *c) {
+    int64_t chunks = (job->nt + DICT_CHUNK - 1) / DICT_CHUNK, have = -1;
+    State snap;
+    for (;;) {
+        int64_t item = __atomic_fetch_add(&job->next, 1, __ATOMIC_SEQ_CST);
+        if (item >= job->nx * chunks || __atomic_load_n(&job->failed, __ATOMIC_SEQ_CST)) break;
+        int64_t k = item / chunks, lo = (item % chunks) * DICT_CHUNK, hi = lo + DICT_CHUNK;
+        if (hi > job->nt) hi = job->nt;
+        if (k != have) {
+            if (dictionary_prepare(c, job->xs[k], job->xlens[k], job->tmax, &snap) < 0) {
+                __atomic_store_n(&job->failed, 1, __ATOMIC_SEQ_CST);
+                break;
+            }
+            have = k;
+        }
+        for (int64_t i = lo; i < hi; i++) job->cxt[i * job->nx + k] = dictionary_one(c, &snap, job->ts[i], job->tlens[i]);
+    }
+}
 
 static void *worker(void *arg) {
     Job *job = arg;
     Ctx c;
     if (ctx_init(&c, job->level) < 0) {
         __atomic_store_n(&job->failed, 1, __ATOMIC_SEQ_CST);
+        ctx_free(&c);
+        return NULL;
+    }
+    if (job->dictionary) {
+        dictionary_work(job, &c);
         ctx_free(&c);
         return NULL;
     }
@@ -555,13 +624,8 @@ PyDoc_STRVAR(pair_lengths_doc,
              "Fill cx[i] = len(zlib.compress(xs[i], level, -15)) and cxt[i, j] = len(zlib.compress(xs[i] + ts[j],\n"
              "level, -15)) (int64 buffers of len(xs) and len(xs) * len(ts)); level 1-3; sources in threads.");
 
-static PyObject *pair_lengths(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kw[] = {"xs", "ts", "cx", "cxt", "level", "threads", NULL};
-    PyObject *xs_obj, *ts_obj, *cx_obj, *cxt_obj;
-    int level = 1, threads = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO|ii", kw, &xs_obj, &ts_obj, &cx_obj, &cxt_obj, &level,
-                                     &threads))
-        return NULL;
+static PyObject *run_job(PyObject *xs_obj, PyObject *ts_obj, PyObject *cx_obj, PyObject *cxt_obj, int level,
+                         int threads, int dictionary) {
     if (level < 1 || level > 3) return PyErr_Format(PyExc_ValueError, "level must be 1, 2 or 3, got %d", level);
     if (threads < 1) return PyErr_Format(PyExc_ValueError, "threads must be >= 1, got %d", threads);
     PyObject *xkeep = NULL, *tkeep = NULL, *result = NULL;
@@ -571,16 +635,22 @@ static PyObject *pair_lengths(PyObject *self, PyObject *args, PyObject *kwargs) 
     int have_cx = 0, have_cxt = 0;
     if (collect(xs_obj, "xs", &xkeep, &xp, &xl, &nx, &xmax) < 0) goto done;
     if (collect(ts_obj, "ts", &tkeep, &tp, &tl, &nt, &tmax) < 0) goto done;
+    for (int64_t k = 0; dictionary && k < nx; k++)
+        if (xl[k] == 0) {
+            PyErr_SetString(PyExc_ValueError, "a preset dictionary must not be empty");
+            goto done;
+        }
     if (xmax + tmax > (int64_t)INT32_MAX - 4 * PAD) {
         PyErr_SetString(PyExc_ValueError, "a source plus a target must stay under 2 GiB");
         goto done;
     }
-    if (writable_int64(cx_obj, &cxv, nx, "cx") < 0) goto done;
-    have_cx = 1;
+    if (cx_obj && writable_int64(cx_obj, &cxv, nx, "cx") < 0) goto done;
+    have_cx = cx_obj != NULL;
     if (writable_int64(cxt_obj, &cxtv, nx * nt, "cxt") < 0) goto done;
     have_cxt = 1;
-    Job job = {xp, xl, nx, tp, tl, nt, tmax, cxv.buf, cxtv.buf, level, 0, 0};
-    if (threads > nx) threads = nx > 0 ? (int)nx : 1;
+    Job job = {xp, xl, nx, tp, tl, nt, tmax, have_cx ? cxv.buf : NULL, cxtv.buf, level, 0, 0, dictionary};
+    int64_t units = dictionary ? nx * ((nt + DICT_CHUNK - 1) / DICT_CHUNK) : nx;
+    if (threads > units) threads = units > 0 ? (int)units : 1;
     Py_BEGIN_ALLOW_THREADS
     if (threads == 1) {
         worker(&job);
@@ -615,8 +685,35 @@ done:
     return result;
 }
 
+static PyObject *pair_lengths(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kw[] = {"xs", "ts", "cx", "cxt", "level", "threads", NULL};
+    PyObject *xs_obj, *ts_obj, *cx_obj, *cxt_obj;
+    int level = 1, threads = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO|ii", kw, &xs_obj, &ts_obj, &cx_obj, &cxt_obj, &level,
+                                     &threads))
+        return NULL;
+    return run_job(xs_obj, ts_obj, cx_obj, cxt_obj, level, threads, 0);
+}
+
+PyDoc_STRVAR(dictionary_lengths_doc,
+             "dictionary_lengths(dicts, xs, out, level=1, threads=1)\n\n"
+             "Fill out[i, k] = the raw deflate length of xs[i] compressed with the preset dictionary dicts[k]\n"
+             "(zlib.compressobj(level, DEFLATED, -15, zdict=dicts[k]), compress + flush); int64 buffer of\n"
+             "len(xs) * len(dicts); level 1-3; dictionaries must not be empty.");
+
+static PyObject *dictionary_lengths(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kw[] = {"dicts", "xs", "out", "level", "threads", NULL};
+    PyObject *d_obj, *xs_obj, *out_obj;
+    int level = 1, threads = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|ii", kw, &d_obj, &xs_obj, &out_obj, &level, &threads))
+        return NULL;
+    return run_job(d_obj, xs_obj, NULL, out_obj, level, threads, 1);
+}
+
 static PyMethodDef methods[] = {
     {"pair_lengths", (PyCFunction)(void (*)(void))pair_lengths, METH_VARARGS | METH_KEYWORDS, pair_lengths_doc},
+    {"dictionary_lengths", (PyCFunction)(void (*)(void))dictionary_lengths, METH_VARARGS | METH_KEYWORDS,
+     dictionary_lengths_doc},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_deflate_len",

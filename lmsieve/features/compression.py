@@ -101,7 +101,10 @@ def _kernel_self_check(kernel) -> bool:
             return False
         if cxt.tolist() != [[len(zlib.compress(x + t, level, RAW_DEFLATE_WBITS)) for t in ts] for x in xs]:
             return False
-    return True
+    dicts = [b"ab", text[:5000], text[-32_000:]]
+    out = np.empty((len(ts), len(dicts)), dtype=np.int64)
+    kernel.dictionary_lengths(dicts, ts, out, 1, 1)
+    return out.tolist() == _zdict_lengths(ts, dicts, 1).tolist()
 
 
 @functools.lru_cache(maxsize=None)
@@ -152,9 +155,20 @@ def pack_dictionaries(texts: list[bytes], size: int = DICTIONARY_BYTES) -> tuple
     return dicts, counts
 
 
-def dictionary_lengths(xs: list[bytes], dicts: list[bytes], level: int) -> np.ndarray:
+def dictionary_lengths(xs: list[bytes], dicts: list[bytes], level: int, kernel: str = "auto") -> np.ndarray:
     """(N, n_dicts) raw deflate length of each x compressed with each preset dictionary (zlib
-    ``zdict``): one primed compressor per dictionary, copied per document."""
+    ``zdict``; an empty dictionary is none): the compiled kernel for levels 1-3 (one pass over
+    each dictionary, then each x continues from it), else one primed zlib compressor per
+    dictionary, copied per document. ``kernel="zlib"`` forces the latter."""
+    k = deflate_kernel() if kernel == "auto" and level <= 3 and all(dicts) else None
+    if k is None:
+        return _zdict_lengths(xs, dicts, level)
+    out = np.empty((len(xs), len(dicts)), dtype=np.int64)
+    k.dictionary_lengths(dicts, xs, out, level, 1)
+    return out
+
+
+def _zdict_lengths(xs: list[bytes], dicts: list[bytes], level: int) -> np.ndarray:
     out = np.empty((len(xs), len(dicts)), dtype=np.int64)
     for k, d in enumerate(dicts):
         primed = zlib.compressobj(level, zlib.DEFLATED, RAW_DEFLATE_WBITS, zdict=d) if d else None

@@ -210,8 +210,12 @@ class ZipFit(Selector):
     def _dictionary_scores(self, xs: list[bytes]) -> np.ndarray:
         """Weighted mean over the target dictionaries of 1 - C_D(x) / C(x) (``mode="dictionary"``)."""
         level, wrapper = self._params["level"], DEFLATE_WRAPPER[self._params["codec"]]
-        cx = np.array([len(zlib.compress(x, level, RAW_DEFLATE_WBITS)) for x in xs], dtype=np.int64) + wrapper
-        cd = dictionary_lengths(xs, self._dictionaries, level) + wrapper
+        kernel = deflate_kernel() if self._params["kernel"] == "auto" and level <= 3 else None
+        if kernel is not None:
+            cx = _kernel_block(kernel, xs, [], level, wrapper)[0]
+        else:
+            cx = np.array([len(zlib.compress(x, level, RAW_DEFLATE_WBITS)) for x in xs], dtype=np.int64) + wrapper
+        cd = dictionary_lengths(xs, self._dictionaries, level, self._params["kernel"]) + wrapper
         return (1.0 - cd / cx[:, None]) @ self._dictionary_weights
 
     # -- persistence ----------------------------------------------------------------------------
