@@ -312,12 +312,21 @@ static inline __attribute__((always_inline)) void run(Ctx *c, State *st, int64_t
     int64_t undo_n = c->undo_n;
     for (;;) {
         int64_t look;
+        int guess = 0; /* SOURCE within 262 bytes of x's end: keep the step only if t cannot change it */
         if (mode == SOURCE) {
-            if (s + MIN_LOOKAHEAD > end) break;
-            look = base + 2 * WSIZE - s; /* the data goes on past x */
-            if (look < MIN_LOOKAHEAD) {
-                if (s - base >= WSIZE + MAX_DIST) base += WSIZE;
-                look = MIN_LOOKAHEAD; /* only "enough" matters here */
+            if (s + MIN_LOOKAHEAD > end) {
+                /* With t appended the lookahead is longer: the step is the same if the nice length
+                 * does not shrink, no window slide is due, no match reaches x's end, and the
+                 * insert-inside-match test (lookahead after the match >= 3) does not flip. */
+                look = end - s;
+                if (look < nice_len + MIN_MATCH || s - base >= WSIZE + MAX_DIST) break;
+                guess = 1;
+            } else {
+                look = base + 2 * WSIZE - s; /* the data goes on past x */
+                if (look < MIN_LOOKAHEAD) {
+                    if (s - base >= WSIZE + MAX_DIST) base += WSIZE;
+                    look = MIN_LOOKAHEAD; /* only "enough" matters here */
+                }
             }
         } else {
             int64_t wend = base + 2 * WSIZE;
@@ -330,20 +339,12 @@ static inline __attribute__((always_inline)) void run(Ctx *c, State *st, int64_t
             }
         }
         int64_t hh = 0;
+        uint32_t h0 = 0;
         if (look >= MIN_MATCH) {
-            uint32_t h = hash3(buf + s);
-            hh = head[h];
-            if (mode == SOURCE) {
-                ring[s & WMASK] = (int32_t)hh;
-            } else {
-                tail[s - tail0] = (int32_t)hh;
-                undo[2 * undo_n] = (int32_t)h;
-                undo[2 * undo_n + 1] = (int32_t)hh;
-                undo_n++;
-            }
-            head[h] = (int32_t)s;
+            h0 = hash3(buf + s);
+            hh = head[h0];
         }
-        int mlen = 0;
+        int mlen = 0, at_end = 0;
         int64_t mstart = 0;
         if (hh > base && s - hh <= MAX_DIST) {
             int maxlen = look < MAX_MATCH ? (int)look : MAX_MATCH;
@@ -357,6 +358,7 @@ static inline __attribute__((always_inline)) void run(Ctx *c, State *st, int64_t
                 if (m[best] == scan[best] && m[best - 1] == scan[best - 1] && m[0] == scan[0] &&
                     m[1] == scan[1]) {
                     int len = common_len(scan, m, MIN_MATCH, maxlen);
+                    at_end |= len == look;
                     if (len > best) {
                         mstart = cur;
                         best = len;
@@ -367,6 +369,18 @@ static inline __attribute__((always_inline)) void run(Ctx *c, State *st, int64_t
                 else cur = tail[cur - tail0];
             } while (cur > limit && --chain != 0);
             mlen = best;
+        }
+        if (guess && (at_end || (mlen >= MIN_MATCH && mlen <= max_insert && look - mlen < MIN_MATCH))) break;
+        if (look >= MIN_MATCH) { /* the string at s joins its hash chain (after the search: same result) */
+            if (mode == SOURCE) {
+                ring[s & WMASK] = (int32_t)hh;
+            } else {
+                tail[s - tail0] = (int32_t)hh;
+                undo[2 * undo_n] = (int32_t)h0;
+                undo[2 * undo_n + 1] = (int32_t)hh;
+                undo_n++;
+            }
+            head[h0] = (int32_t)s;
         }
         if (mlen >= MIN_MATCH) {
             unsigned d = (unsigned)(s - mstart) - 1;
