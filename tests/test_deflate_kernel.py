@@ -186,3 +186,15 @@ def test_fallback_when_kernel_cannot_be_trusted(monkeypatch, kernel, breakage, r
     assert reason in _fallback_scores(monkeypatch, breakage)
     monkeypatch.undo()
     assert compression.deflate_kernel() is kernel  # trusted again once the breakage is undone
+
+
+def test_environment_switch_turns_the_kernel_off_quietly(monkeypatch, kernel):
+    monkeypatch.setenv("LMSIEVE_DEFLATE_KERNEL", "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert compression.deflate_kernel() is None
+        ts = ["def f(x):\n    return x\n", "λ"]
+        assert np.array_equal(ZipFit().fit(ts).score(["def g(y): return y", ""]),
+                              ZipFit(kernel="zlib").fit(ts).score(["def g(y): return y", ""]))
+    monkeypatch.delenv("LMSIEVE_DEFLATE_KERNEL")
+    assert compression.deflate_kernel() is kernel

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import warnings
 import zlib
 from typing import Callable
@@ -107,13 +108,21 @@ def _kernel_self_check(kernel) -> bool:
     return out.tolist() == _zdict_lengths(ts, dicts, 1).tolist()
 
 
-@functools.lru_cache(maxsize=None)
+_KERNEL_LOCK = threading.Lock()
+
+
 def deflate_kernel():
     """The compiled exact deflate-length kernel, or ``None`` (with one warning per process) when it
     is missing or cannot be trusted to equal this process's zlib. ``LMSIEVE_DEFLATE_KERNEL=0``
-    turns it off without a warning."""
+    turns it off without a warning. Thread-safe: scoring threads share one check."""
     if os.environ.get("LMSIEVE_DEFLATE_KERNEL", "1") == "0":
         return None
+    with _KERNEL_LOCK:
+        return _checked_kernel()
+
+
+@functools.lru_cache(maxsize=None)
+def _checked_kernel():
     try:
         from lmsieve.features import _deflate_len as kernel
     except ImportError as e:
@@ -127,8 +136,11 @@ def deflate_kernel():
         else:
             return kernel
     warnings.warn(f"lmsieve: the compiled deflate-length kernel is off: {reason}. ZIP-FIT computes its "
-                  "lengths with zlib instead (the same scores, slower).", RuntimeWarning, stacklevel=2)
+                  "lengths with zlib instead (the same scores, slower).", RuntimeWarning, stacklevel=3)
     return None
+
+
+deflate_kernel.cache_clear = _checked_kernel.cache_clear  # tests re-check after patching zlib
 
 
 #: Bytes of target text per preset dictionary: deflate's matches reach back at most 32 KB - 262.
