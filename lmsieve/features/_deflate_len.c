@@ -111,6 +111,28 @@ static inline void sift_down(Huff *T, int k) {
     q[k] = v;
 }
 
+/* sift_down(T, 1) by Floyd's bottom-up method: the smaller child moves up level by level to the
+ * bottom, then the element climbs back to where the top-down walk would have stopped (the keys on
+ * that path are sorted, so both stop at the first child it goes before): the same heap, one
+ * comparison per level instead of two. */
+static inline void sift_root(Huff *T) {
+    uint64_t *q = T->pq;
+    const int n = T->heap_len;
+    uint64_t v = q[1];
+    int k = 1, j = 2;
+    while (j <= n) {
+        j += FIRST(q[j + 1], q[j]);
+        q[k] = q[j];
+        k = j;
+        j <<= 1;
+    }
+    while (k > 1 && FIRST(v, q[k >> 1])) {
+        q[k] = q[k >> 1];
+        k >>= 1;
+    }
+    q[k] = v;
+}
+
 static inline uint64_t entry(const Huff *T, int node) {
     return ((((uint64_t)T->freq[node] << 8) | T->depth[node]) << 16) | (uint64_t)node;
 }
@@ -147,7 +169,7 @@ static int huffman(Huff *T, const uint32_t *f, int elems, const uint8_t *slen, c
         n = (int)(T->pq[1] & 0xffff);
         T->pq[1] = T->pq[T->heap_len];
         T->pq[T->heap_len--] = ~(uint64_t)0;
-        sift_down(T, 1);
+        sift_root(T);
         m = (int)(T->pq[1] & 0xffff);
         T->heap[--T->heap_max] = n;
         T->heap[--T->heap_max] = m;
@@ -156,7 +178,7 @@ static int huffman(Huff *T, const uint32_t *f, int elems, const uint8_t *slen, c
         T->dad[n] = T->dad[m] = (uint16_t)node;
         T->pq[1] = entry(T, node);
         node++;
-        sift_down(T, 1);
+        sift_root(T);
     } while (T->heap_len >= 2);
     T->heap[--T->heap_max] = (int)(T->pq[1] & 0xffff);
 
