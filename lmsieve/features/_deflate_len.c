@@ -366,6 +366,7 @@ static inline __attribute__((always_inline)) void run(Ctx *c, State *st, int64_t
             h0 = hash3(buf + s);
             hh = head[h0];
         }
+        __builtin_prefetch(&head[hash3(buf + s + 1)]); /* a literal's successor (buf is padded) */
         int mlen = 0, at_end = 0;
         int64_t mstart = 0;
         if (hh > base && s - hh <= MAX_DIST) {
@@ -393,6 +394,7 @@ static inline __attribute__((always_inline)) void run(Ctx *c, State *st, int64_t
             mlen = best;
         }
         if (guess && (at_end || (mlen >= MIN_MATCH && mlen <= max_insert && look - mlen < MIN_MATCH))) break;
+        if (mlen >= MIN_MATCH) __builtin_prefetch(&head[hash3(buf + s + mlen)]);
         if (look >= MIN_MATCH) { /* the string at s joins its hash chain (after the search: same result) */
             if (mode == SOURCE) {
                 ring[s & WMASK] = (int32_t)hh;
