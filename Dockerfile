@@ -21,7 +21,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     HF_DATASETS_OFFLINE=1 \
     TOKENIZERS_PARALLELISM=false
 WORKDIR /opt/lmsieve
-COPY pyproject.toml requirements.lock README.md ./
+COPY pyproject.toml setup.py requirements.lock README.md ./
 COPY lmsieve ./lmsieve
 # Checks every image runs after installing: Beam unchanged, dependencies consistent, and the
 # packaged model loads offline.

@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE=1
 
 .PHONY: demo test test-fast bench bench-quick install models clean
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock setup.py lmsieve/features/_deflate_len.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
 	# torch first: the pinned CPU build; an unpinned torch would pull a multi-GB CUDA build.

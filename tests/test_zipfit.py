@@ -72,12 +72,17 @@ def _exactness_inputs():
     return xs, ts
 
 
-def test_fast_scorer_equals_naive_formula_exactly(monkeypatch):
+@pytest.mark.parametrize("kernel", ["auto", "zlib"])
+def test_fast_scorer_equals_naive_formula_exactly(monkeypatch, kernel):
+    """Both fast paths (the compiled kernel, zlib's copied state) equal the naive formula."""
     monkeypatch.setattr(zipfit_module, "BLOCK_ROWS", 8)  # several blocks, so n_jobs=2 really threads
     xs, ts = _exactness_inputs()
     assert any(len(x.encode()) > 65_536 for x in xs) and "" in xs and "" in ts
     assert zipfit_module.streaming_is_exact()  # the fast path is the one under test here
-    z = ZipFit().fit(ts)
+    assert zipfit_module.deflate_kernel() is not None  # the kernel is built and trusted here
+    calls = []
+    monkeypatch.setattr(zipfit_module, "_kernel_block", lambda *a, f=zipfit_module._kernel_block: calls.append(1) or f(*a))
+    z = ZipFit(kernel=kernel).fit(ts)
     cx, cxt = z.pair_lengths(xs)
     assert cx.tolist() == [gz(x) for x in xs]
     assert z.target_lengths_.tolist() == [gz(t) for t in ts]
@@ -85,7 +90,8 @@ def test_fast_scorer_equals_naive_formula_exactly(monkeypatch):
     scores, eligible = z.score_and_mask(xs)
     assert eligible.all() and np.isfinite(scores).all()
     assert np.array_equal(scores, naive_scores(xs, ts))  # bit-identical floats
-    assert np.array_equal(ZipFit(n_jobs=2).fit(ts).score(xs), scores)
+    assert np.array_equal(ZipFit(n_jobs=2, kernel=kernel).fit(ts).score(xs), scores)
+    assert bool(calls) == (kernel == "auto")
 
 
 def test_fallback_path_gives_the_same_scores(monkeypatch):
@@ -93,7 +99,7 @@ def test_fallback_path_gives_the_same_scores(monkeypatch):
     xs, ts = xs[:10] + xs[-4:], ts[:3] + ts[-3:]
     fast = ZipFit().fit(ts).score(xs)
     monkeypatch.setattr(zipfit_module, "streaming_is_exact", lambda: False)
-    assert np.array_equal(ZipFit().fit(ts).score(xs), fast)
+    assert np.array_equal(ZipFit(kernel="zlib").fit(ts).score(xs), fast)  # one compression per pair
 
 
 @pytest.mark.parametrize("codec,level", [("gzip", 6), ("gzip", 9), ("zlib", 1), ("lz4", 0), ("zstd", 3)])
@@ -161,7 +167,8 @@ def test_fit_inputs_and_edge_cases():
     table = pa.table({"id": ["a", "b"], "text": [LEAN_T, ""]})
     pooled = ZipFit().fit([table, pa.table({"id": ["c"], "text": [WEATHER_X2]})])
     assert pooled.targets_ == [LEAN_T, "", WEATHER_X2]
-    assert pooled.get_params() == {"codec": "gzip", "level": 1, "n_jobs": 1}
+    assert pooled.get_params() == {"codec": "gzip", "level": 1, "n_jobs": 1, "mode": "exact", "kernel": "auto"}
+    assert pooled.fingerprint_params() == {"codec": "gzip", "level": 1, "mode": "exact"}
     s, e = pooled.score_and_mask(["", LEAN_X1])
     assert e.tolist() == [True, True] and np.isfinite(s).all()
     assert pooled.score([]).shape == (0,)
@@ -220,3 +227,73 @@ def test_load_warns_when_compressor_lengths_differ(tmp_path):
     with pytest.warns(UserWarning, match="other C\\(t\\)"):
         loaded = ZipFit.load(tmp_path / "zf")
     assert loaded.target_lengths_.tolist() == [68, 75]
+
+
+@pytest.mark.slow
+def test_kernel_scores_bit_identical_on_shared_pool():
+    """The compiled kernel's scores equal the zlib path's bit for bit on real pool documents, for
+    three target sets (short code, long code, legal prose)."""
+    docs = pool_slice(1200)
+    for name, n in (("humaneval", 20), ("heldout_code_python", 8), ("heldout_legal", 8)):
+        ts = target_set(name).column("text").to_pylist()[:n]
+        fast = ZipFit(n_jobs=2).fit(ts).score(docs)
+        slow = ZipFit(kernel="zlib", n_jobs=2).fit(ts).score(docs)
+        assert np.array_equal(fast, slow), name
+
+
+def test_dictionary_mode_settings_and_packing():
+    from lmsieve.features.compression import DICTIONARY_BYTES, pack_dictionaries
+
+    with pytest.raises(ConfigError, match="deflate codec"):
+        ZipFit(codec="lz4", level=0, mode="dictionary")
+    with pytest.raises(ConfigError, match="mode must be"):
+        ZipFit(mode="window-ish")
+    with pytest.raises(ConfigError, match="kernel must be"):
+        ZipFit(kernel="gpu")
+    ts = [b"a" * 20_000, b"b" * 15_000, b"c" * 100, b"d" * 40_000, b""]
+    dicts, counts = pack_dictionaries(ts)
+    # in order; a target that does not fit starts the next dictionary; a long one keeps its head
+    assert counts == [1, 2, 2] and dicts[0] == ts[0] and dicts[1] == ts[1] + ts[2]
+    assert dicts[2] == ts[3][:DICTIONARY_BYTES] and all(len(d) <= DICTIONARY_BYTES for d in dicts)
+
+
+def test_dictionary_mode_scores_formula():
+    """Score = target-weighted mean over dictionaries of 1 - C_D(x)/C(x), C_D with zlib's zdict
+    (checked with fresh compressors, one per pair)."""
+    code = target_set("humaneval").column("text").to_pylist()
+    ts = code[:70] + ["", "λ x, x"]
+    xs = code[70:76] + [LEAN_T, WEATHER_X2, "", "def f(x):\n    return x\n" * 200, code[3]]
+    z = ZipFit(mode="dictionary").fit(ts)
+    assert len(z._dictionaries) >= 2  # the targets need more than one 32 KB window
+    s = z.score(xs)
+    w = np.array([c / len(ts) for c in
+                  __import__("lmsieve.features.compression", fromlist=["x"]).pack_dictionaries(
+                      [t.encode() for t in ts])[1]])
+
+    def naive(x: bytes) -> float:
+        cx = len(zlib.compress(x, 1, -15)) + 18
+        sims = []
+        for d in z._dictionaries:
+            c = zlib.compressobj(1, zlib.DEFLATED, -15, zdict=d)
+            sims.append(1 - (len(c.compress(x)) + len(c.flush()) + 18) / cx)
+        return float(np.dot(sims, w))
+
+    assert np.allclose(s, [naive(x.encode()) for x in xs], rtol=0, atol=1e-15)
+    assert s[10] > 0.5 and s[10] > 2 * s[:10].max()  # a copy of a target is almost free to compress
+    assert s[8] == 0.0  # the empty document gains nothing
+    assert np.array_equal(ZipFit(mode="dictionary", n_jobs=2).fit(ts).score(xs), s)
+
+
+def test_dictionary_mode_selects_target_domain_and_round_trips(tmp_path):
+    pool = pool_slice(4000)
+    ts = target_set("heldout_code_python").column("text").to_pylist()[:30]
+    z = ZipFit(mode="dictionary", n_jobs=2).fit(ts)
+    scores = z.score(pool)
+    domains = np.array(pool.column("domain").to_pylist())
+    k = len(pool) // 20
+    precision = np.mean(domains[np.argsort(-scores, kind="stable")[:k]] == "code_python")
+    assert precision >= 3 * np.mean(domains == "code_python"), precision
+    z.save(tmp_path / "zd")
+    loaded = ZipFit.load(tmp_path / "zd")
+    assert loaded.get_params()["mode"] == "dictionary"
+    assert np.array_equal(loaded.score(pool.slice(0, 300)), scores[:300])
