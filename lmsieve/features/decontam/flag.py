@@ -39,6 +39,7 @@ class Flags:
     sets: np.ndarray  # uint64 bit mask of the evaluation sets that contaminate the document
     matches: np.ndarray  # int32: distinct matched hashes of the best item (Bloom: of the best set)
     item: np.ndarray  # int64: the best contaminating item (-1: none, or a Bloom index)
+    ids: list | None = None  # the documents' ids, where the caller keeps them
 
     def __len__(self) -> int:
         return len(self.flagged)
@@ -47,7 +48,7 @@ class Flags:
     def concat(cls, parts: list["Flags"]) -> "Flags":
         if not parts:
             return cls(np.zeros(0, bool), np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int64))
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("flagged", "sets", "matches", "item")))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("flagged", "sets", "matches", "item")))  # noqa: E501
 
     def set_counts(self, names: list[str], mask: np.ndarray | None = None) -> dict[str, int]:
         """Flagged documents per evaluation set (a document may count under several sets)."""
