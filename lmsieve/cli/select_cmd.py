@@ -58,6 +58,10 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _drop_contaminated(decon, record, pool, scores, eligible):
+    return (pool, scores, eligible) if decon is None else decon.drop(pool, scores, eligible, record)
+
+
 def run(args) -> int:
     from lmsieve.api import drop_nonfinite, load_pool, make_budget
     from lmsieve.cli.select_steps import fit_score_sample, open_run, run_config
@@ -79,9 +83,9 @@ def run(args) -> int:
         raise ConfigError(f"{', '.join(f.path for f in target_files)}: the target set is empty (0 documents)")
     from lmsieve.features.decontam.apply import CONTAMINATED_FILE, from_args
 
-    decon = from_args(args)
-    if decon is not None:  # remove mode: contaminated documents leave before fitting and the budget
-        pool, dflags, drecord = decon.screen(pool)
+    decon, drecord = from_args(args), None
+    if decon is not None:  # flags now; in remove mode the flagged leave between scoring and sampling
+        dflags, drecord = decon.screen(pool)
     budget = make_budget(args.keep if args.keep is not None else args.keep_fraction, args.keep_chars_fraction)
     config = run_config(args.method, params, seed=args.seed, budget=budget, ranking=args.ranking,
                         temperature=args.temperature, pool_files=pool_files, target_files=target_files,
@@ -90,7 +94,8 @@ def run(args) -> int:
     run_dir = open_run(args.out, config, resume=not getattr(args, "no_resume", False))  # demo builds its own args
     sel, res = fit_score_sample(run_dir, args.method, params, target, pool, budget, seed=args.seed,
                                 ranking=args.ranking, temperature=args.temperature, progress=not args.no_progress,
-                                screen=lambda p, s, e: drop_nonfinite(quarantine, p, s, e))
+                                screen=lambda p, s, e: _drop_contaminated(decon, drecord,
+                                                                           *drop_nonfinite(quarantine, p, s, e)))
     pool = res.table  # without documents whose score is not finite (quarantined)
     if getattr(args, "save_fitted", None):
         sel.save(args.save_fitted)

@@ -3,7 +3,8 @@
 One object (:class:`Decontaminator`) carries the index and the rule and is what the API, the CLI
 commands and the job specs build from ``--decontaminate INDEX_OR_FILES`` /
 ``--decontaminate-mode remove|report``. In ``remove`` mode (default) contaminated documents leave
-the pool before anything is fitted or the budget is filled, and the manifest counts them under
+the pool after scoring and before the budget is filled (fitting sees the whole pool, as in the
+Beam jobs, so the API, the CLI and Beam select the same documents), and the manifest counts them under
 the reason ``contaminated`` (``input = selected + rejected + quarantined + contaminated``); in
 ``report`` mode they stay and the manifest says how many of them were selected.
 """
@@ -48,16 +49,19 @@ class Decontaminator:
         return {"mode": self.mode, "min_overlap": self.min_overlap, "min_fraction": self.min_fraction,
                 "index": self.index.fingerprint(), **self.index.params()}
 
-    def screen(self, table: pa.Table) -> tuple[pa.Table, Flags, pa.Table]:
-        """(the table to select from, flags of the input rows, contaminated rows' record).
-
-        ``remove``: the table without contaminated rows; ``report``: the table unchanged."""
+    def screen(self, table: pa.Table) -> tuple[Flags, pa.Table]:
+        """(flags of every row, with their ids kept; the contaminated rows' record)."""
         f = self.flags(table)
         f.ids = table.column("id").to_pylist()
-        rec = contaminated_table(table.column("id"), f, self.index)
-        if self.mode == "remove" and f.flagged.any():
-            table = table.filter(pa.array(~f.flagged))
-        return table, f, rec
+        return f, contaminated_table(table.column("id"), f, self.index)
+
+    def drop(self, table: pa.Table, scores: np.ndarray, eligible: np.ndarray, record: pa.Table):
+        """``remove`` mode: (table, scores, eligible) without the rows in ``record`` (by id); the
+        hook between scoring and sampling, so fitting saw the same pool as the Beam jobs'."""
+        if self.mode != "remove" or record.num_rows == 0:
+            return table, scores, eligible
+        keep = ~pc.is_in(table.column("id"), value_set=record.column("id")).to_numpy(zero_copy_only=False)
+        return table.filter(pa.array(keep)), scores[keep], eligible[keep]
 
     def account(self, counts: dict, flags: Flags, selected_ids=None) -> dict:
         """Add the contamination to manifest ``counts`` (in place; returns it).

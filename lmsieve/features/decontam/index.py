@@ -201,6 +201,30 @@ class DecontamIndex:
             json.dump(meta, f, indent=2, sort_keys=True)
         return path
 
+    def to_bytes(self) -> bytes:
+        """The saved form (``index.json`` + ``index.npz``) in one byte string, to ship to workers."""
+        import io
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            self.save(d)
+            parts = [open(os.path.join(d, f), "rb").read() for f in (INDEX_JSON, INDEX_NPZ)]
+        buf = io.BytesIO()
+        np.savez(buf, json=np.frombuffer(parts[0], np.uint8), npz=np.frombuffer(parts[1], np.uint8))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "DecontamIndex":
+        import io
+        import tempfile
+
+        z = np.load(io.BytesIO(data), allow_pickle=False)
+        with tempfile.TemporaryDirectory() as d:
+            for f, k in ((INDEX_JSON, "json"), (INDEX_NPZ, "npz")):
+                with open(os.path.join(d, f), "wb") as fh:
+                    fh.write(z[k].tobytes())
+            return cls.load(d)
+
     @classmethod
     def load(cls, path: str) -> "DecontamIndex":
         try:
