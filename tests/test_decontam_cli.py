@@ -87,3 +87,36 @@ def test_bad_eval_file_is_one_line_exit_2(tmp_path, capsys):
     assert run("decontaminate", "build", "--eval", tmp_path / "e.parquet", "--out", tmp_path / "i") == 2
     err = capsys.readouterr().err
     assert "e.parquet" in err and "Traceback" not in err
+
+
+def test_api_select_score_and_contamination_agree_with_cli(planted):
+    import numpy as np
+
+    import lmsieve
+    from lmsieve.api import contamination, decontamination_index
+
+    d, planted_ids = planted
+    pool = pa.concat_tables([pq.read_table(d / "pool-0.parquet"), pq.read_table(d / "pool-1.parquet")])
+    idx = decontamination_index([str(d / "humaneval.parquet")])
+    c = contamination(pool, idx)
+    flagged = set(np.asarray(c.column("id").to_pylist(), dtype=object)[c.column("contaminated").to_numpy(
+        zero_copy_only=False)].tolist())
+    assert set(planted_ids) <= flagged
+    assert all(s == ["humaneval"] for s, f in zip(c.column("eval_sets").to_pylist(),
+                                                 c.column("contaminated").to_pylist()) if f)
+    tgt = pq.read_table(d / "humaneval.parquet")
+    picked = lmsieve.select(pool, "dsir", tgt, keep=60, ranking="topk", decontaminate=idx)
+    assert picked.num_rows == 60 and not set(picked.column("id").to_pylist()) & flagged
+    assert _select(d, d / "cli", "--decontaminate", d / "humaneval.parquet") == 0
+    cli = pq.read_table(d / "cli" / "selected-00000-of-00001.parquet").column("id").to_pylist()
+    assert sorted(cli) == sorted(picked.column("id").to_pylist())
+    s = lmsieve.score(pool, "dsir", tgt, decontaminate=idx)
+    assert np.isnan(s[c.column("contaminated").to_numpy(zero_copy_only=False)]).all()
+    assert run("score", "--method", "dsir", "--target", d / "humaneval.parquet", "--pool", d / "pool-0.parquet",
+               d / "pool-1.parquet", "--out", d / "s.parquet", "--no-progress",
+               "--decontaminate", d / "humaneval.parquet") == 0
+    t = pq.read_table(d / "s.parquet")
+    cont = set(np.asarray(t.column("id").to_pylist(), dtype=object)[t.column("contaminated").to_numpy(
+        zero_copy_only=False)].tolist())
+    assert cont == flagged and not any(e for e, x in zip(t.column("eligible").to_pylist(),
+                                                         t.column("contaminated").to_pylist()) if x)
