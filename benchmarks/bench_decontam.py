@@ -7,8 +7,9 @@ and how contaminated targeted selections are.
    vocabulary 50k: 18 13-grams per item), exact and Bloom (fpr 1e-6), one child process each.
 3. **Contamination of selections**: each method (default DSIR, ZIP-FIT, random; BETR with
    ``--methods``) selects 2% of the shared pool targeted at humaneval and at champ; we report how
-   many selected documents contain an item of that benchmark, on the pool as it is ("natural") and
-   with 100 items pasted into 100 random pool documents ("planted", upper-cased, line breaks moved).
+   many selected documents contain an item of that benchmark, on the pool as it is ("natural"), with
+   100 item prompts pasted into 100 random long pool documents ("pasted", upper-cased, line breaks
+   moved), and with 100 documents replaced by short pages holding an item ("copied").
 
     python benchmarks/bench_decontam.py            # full (about 10-15 min on a shared 2-core box)
     python benchmarks/bench_decontam.py --quick    # small slices, a minute or two
@@ -95,16 +96,22 @@ def child_build(n_items: int, bloom: str) -> dict:
 
 
 # -- 3. contamination of selections ----------------------------------------------------------------
-def plant(pool, items: list[str], n: int, seed: int = 0):
+def plant(pool, items: list[str], n: int, how: str, seed: int = 0):
+    """``pasted``: an item's prompt pasted mid-document (upper-cased, line breaks moved);
+    ``copied``: a document replaced by a short page holding an item (problem and solution) after
+    300 characters of its own text, as a forum post or a solutions page would."""
     import numpy as np
     import pyarrow as pa
 
     rng = np.random.default_rng(seed)
     texts = pool.column("text").to_pylist()
     for j, d in enumerate(rng.choice(len(texts), n, replace=False).tolist()):
-        item = items[j % len(items)].upper().replace("\n", " ").replace(". ", ".\n")
-        cut = len(texts[d]) // 2
-        texts[d] = texts[d][:cut] + "\n" + item + "\n" + texts[d][cut:]
+        if how == "pasted":
+            item = items[j % len(items)].upper().replace("\n", " ").replace(". ", ".\n")
+            cut = len(texts[d]) // 2
+            texts[d] = texts[d][:cut] + "\n" + item + "\n" + texts[d][cut:]
+        else:
+            texts[d] = texts[d][:300] + "\n\n" + items[j % len(items)]
     return pool.set_column(pool.column_names.index("text"), "text", pa.array(texts))
 
 
@@ -118,8 +125,9 @@ def contamination(pool_limit: int | None, methods: list[str], keep: float, max_t
     for name, ev in eval_sets().items():
         idx = DecontamIndex.build({name: ev})
         target = ev.select(["id", "text"]).slice(0, max_target)
-        for variant in ("natural", "planted"):
-            pool = base if variant == "natural" else plant(base, ev.column("prompt").to_pylist(), 100)
+        for variant in ("natural", "pasted", "copied"):
+            col = "prompt" if variant == "pasted" else "text"
+            pool = base if variant == "natural" else plant(base, ev.column(col).to_pylist(), 100, variant)
             flags = flag_texts(idx, pool).flagged
             row = {"target": name, "pool": variant, "pool docs": pool.num_rows, "contaminated in pool": int(flags.sum())}
             for m in methods:

@@ -135,7 +135,7 @@ def test_bloom_and_exact_agree_on_real_pool():
 
 def test_exact_index_agrees_with_python_reference_on_shared_pool():
     """Shared data: the whole-pool check against a per-document pure-Python reference (no hashing)."""
-    pool = pool_slice(4000, ("id", "text"))
+    pool = pool_slice(2500, ("id", "text"))
     ev = {n: target(n) for n in ("humaneval", "champ")}
     texts = pool.column("text").to_pylist()
     rng = np.random.default_rng(1)
@@ -153,3 +153,13 @@ def test_exact_index_agrees_with_python_reference_on_shared_pool():
     got = [{idx.set_names[s] for s in range(2) if (int(m) >> s) & 1} for m in f.sets]
     assert got == want
     assert 35 <= f.flagged.sum() <= 70  # answers under 8 words are not indexed
+
+
+def test_max_matches_ignores_boilerplate_ngrams():
+    boiler = "licensed under the apache license version two point zero you may not use this file except"
+    idx = DecontamIndex.build({"b": pa.table({"id": ["x"], "text": [boiler + " " + ITEM]})})
+    docs = [f"header {i} " + boiler + " body" for i in range(5)] + ["z " + ITEM + " z", FILLER]
+    assert flag_texts(idx, docs).flagged.tolist() == [True] * 6 + [False]
+    f = flag_texts(idx, docs, max_matches=3)
+    assert f.flagged.tolist() == [False] * 5 + [True, False] and f.ignored == len(words(boiler)) - 12
+    assert flag_texts(idx, docs, max_matches=5).flagged.tolist() == [True] * 6 + [False]

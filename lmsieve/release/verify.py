@@ -124,7 +124,7 @@ def _counts(manifest: dict, total: dict) -> list[Mismatch]:
     dec = (c.get("decontamination") or {}).get("release") or {}  # release --decontaminate (remove mode)
     removed, removed_dom = dec.get("removed", 0), dec.get("removed_per_domain", {})
     if n_sel is not None and total.get("documents") != n_sel - removed:
-        out.append(Mismatch(MANIFEST, "released documents = counts.selected.documents - contaminated", n_sel - removed,
+        out.append(Mismatch(MANIFEST, "released documents = counts.selected.documents", n_sel - removed,
                             total.get("documents")))
     pd = c.get("per_domain", {})
     if pd.get("selected") is not None:
@@ -137,8 +137,7 @@ def _counts(manifest: dict, total: dict) -> list[Mismatch]:
         parts = (sel.get("documents") or 0) + (sel.get("rejected") or 0) + (pool.get("invalid") or 0) \
             + (pool.get("contaminated") or 0)
         if parts != pool["documents"]:
-            out.append(Mismatch(MANIFEST, "pool documents = selected + rejected + invalid + contaminated",
-                                pool["documents"], parts))
+            out.append(Mismatch(MANIFEST, "pool documents = selected + rejected + invalid", pool["documents"], parts))
     if sum(e.get("rows", 0) for e in manifest.get("shards", [])) != rel.get("documents"):
         out.append(Mismatch(MANIFEST, "sum of shard rows = counts.released.documents", rel.get("documents"),
                             sum(e.get("rows", 0) for e in manifest.get("shards", []))))

@@ -28,6 +28,7 @@ class Decontaminator:
     mode: str = "remove"
     min_overlap: int = 1
     min_fraction: float | None = None
+    max_matches: int | None = None  # in-process only: see flag_texts
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -35,19 +36,21 @@ class Decontaminator:
         check_rule(self.min_overlap, self.min_fraction)
 
     @classmethod
-    def from_spec(cls, spec, mode: str = "remove", min_overlap: int = 1, min_fraction=None, **build_kw):
+    def from_spec(cls, spec, mode: str = "remove", min_overlap: int = 1, min_fraction=None, max_matches=None,
+                  **build_kw):
         """``spec``: a saved index directory, evaluation files, or a :class:`DecontamIndex`; ``None``: none."""
         if spec is None or (isinstance(spec, (list, tuple)) and not spec):
             return None
-        return cls(resolve_index(spec, **build_kw), mode, int(min_overlap), min_fraction)
+        return cls(resolve_index(spec, **build_kw), mode, int(min_overlap), min_fraction, max_matches)
 
     def flags(self, table) -> Flags:
-        return flag_texts(self.index, table, min_overlap=self.min_overlap, min_fraction=self.min_fraction)
+        return flag_texts(self.index, table, min_overlap=self.min_overlap, min_fraction=self.min_fraction,
+                          max_matches=self.max_matches)
 
     def params(self) -> dict:
         """What determines the flags (part of run keys and manifests)."""
         return {"mode": self.mode, "min_overlap": self.min_overlap, "min_fraction": self.min_fraction,
-                "index": self.index.fingerprint(), **self.index.params()}
+                **({"max_matches": self.max_matches} if self.max_matches is not None else {}), "index": self.index.fingerprint(), **self.index.params()}
 
     def screen(self, table: pa.Table) -> tuple[Flags, pa.Table]:
         """(flags of every row, with their ids kept; the contaminated rows' record)."""
@@ -73,7 +76,8 @@ class Decontaminator:
         n = int(flags.flagged.sum())
         entry = {"mode": self.mode, "documents": n, "by_set": flags.set_counts(names, flags.flagged),
                  "rule": {"n": self.index.n, "min_words": self.index.min_words, "min_overlap": self.min_overlap,
-                          "min_fraction": self.min_fraction, "bloom_fpr": self.index.bloom_fpr},
+                          "min_fraction": self.min_fraction, "bloom_fpr": self.index.bloom_fpr,
+                          "max_matches": self.max_matches, "ignored_ngrams": flags.ignored},
                  "eval_sets": [{k: s.get(k) for k in ("name", "files", "items", "ngrams", "whole_items", "too_short")}
                                for s in self.index.sets], "index": self.index.fingerprint()}
         if self.mode == "remove":
@@ -113,12 +117,16 @@ def add_cli_args(p, *, with_mode: bool = True) -> None:
                             "(manifest reason 'contaminated'); report: only flag and count them")
     p.add_argument("--min-overlap", type=int, default=1, metavar="K",
                    help="with --decontaminate: shared distinct n-grams with one item that flag a document (default 1)")
+    p.add_argument("--max-matches", type=int, default=None, metavar="M",
+                   help="with --decontaminate: ignore n-grams found in more than M input documents (NeMo's "
+                        "boilerplate rule; in-process commands only; default off)")
 
 
 def from_args(args) -> Decontaminator | None:
     spec = getattr(args, "decontaminate", None)
     return Decontaminator.from_spec(spec, getattr(args, "decontaminate_mode", "remove"),
-                                    getattr(args, "min_overlap", 1)) if spec else None
+                                    getattr(args, "min_overlap", 1),
+                                    max_matches=getattr(args, "max_matches", None)) if spec else None
 
 
 __all__ = ["CONTAMINATED_FILE", "Decontaminator", "add_cli_args", "contaminated_table", "from_args"]

@@ -40,6 +40,7 @@ class Flags:
     matches: np.ndarray  # int32: distinct matched hashes of the best item (Bloom: of the best set)
     item: np.ndarray  # int64: the best contaminating item (-1: none, or a Bloom index)
     ids: list | None = None  # the documents' ids, where the caller keeps them
+    ignored: int = 0  # n-grams ignored as too common (``max_matches``)
 
     def __len__(self) -> int:
         return len(self.flagged)
@@ -63,11 +64,17 @@ def check_rule(min_overlap: int, min_fraction: float | None) -> None:
         raise ConfigError(f"min_fraction must be in (0, 1], got {min_fraction}")
 
 
-def flag_texts(index: DecontamIndex, batch, *, min_overlap: int = 1, min_fraction: float | None = None) -> Flags:
-    """Flags of every document of ``batch`` (anything :func:`text_array` reads)."""
+def flag_texts(index: DecontamIndex, batch, *, min_overlap: int = 1, min_fraction: float | None = None,
+               max_matches: int | None = None) -> Flags:
+    """Flags of every document of ``batch`` (anything :func:`text_array` reads).
+
+    ``max_matches`` (NeMo Curator's rule, exact index only): an indexed n-gram found in more than
+    this many documents *of this batch* is boilerplate (licence headers, generated tables) and is
+    ignored; ``Flags.ignored`` counts them. It makes a document's flag depend on the whole batch,
+    so the in-process paths offer it and the sharded ones (Beam, datatrove) do not."""
     check_rule(min_overlap, min_fraction)
-    if index.bloom_fpr is not None and min_fraction is not None:
-        raise ConfigError("min_fraction needs the exact index (a Bloom filter does not know items)")
+    if index.bloom_fpr is not None and (min_fraction is not None or max_matches is not None):
+        raise ConfigError("min_fraction and max_matches need the exact index (a Bloom filter does not know items)")
     texts = text_array(batch)
     n = len(texts)
     parts, start = [], 0
@@ -75,17 +82,33 @@ def flag_texts(index: DecontamIndex, batch, *, min_overlap: int = 1, min_fractio
     while start < n:
         stop = max(int(np.searchsorted(ends, (ends[start - 1] if start else 0) + CHUNK_BYTES)), start + 1)
         stop = min(stop, n, start + CHUNK_DOCS)
-        parts.append(_flag_chunk(index, texts.slice(start, stop - start), int(min_overlap), min_fraction))
+        chunk = texts.slice(start, stop - start)
+        if index.bloom_fpr is not None:
+            row, toks = tokenize_words(chunk)
+            parts.append(_flag_bloom(index, len(chunk), row, word_hashes(toks), int(min_overlap)))
+        else:
+            d, e, w = _chunk_hits(index, chunk)
+            parts.append((d + start, e, w))
         start = stop
-    return Flags.concat(parts)
+    if index.bloom_fpr is not None:
+        return Flags.concat(parts)
+    d, e, w = (np.concatenate(x) for x in zip(*parts)) if parts else (np.zeros(0, np.int64),) * 3
+    ignored = 0
+    if max_matches is not None and len(e):
+        df = np.bincount(e, minlength=len(index.hashes))  # hits are distinct per (document, hash)
+        common = df > int(max_matches)
+        ignored = int(common.sum())
+        keep = ~common[e]
+        d, e, w = d[keep], e[keep], w[keep]
+    out = _flags_from_hits(index, n, d, e, w.astype(bool), int(min_overlap), min_fraction)
+    out.ignored = ignored
+    return out
 
 
-def _flag_chunk(index: DecontamIndex, texts: pa.Array, min_overlap: int, min_fraction) -> Flags:
-    n_docs = len(texts)
+def _chunk_hits(index: DecontamIndex, texts: pa.Array):
+    """(document, index entry, whole-item hit) of every distinct (document, hash) match of a chunk."""
     row, toks = tokenize_words(texts)
     wh = word_hashes(toks)
-    if index.bloom_fpr is not None:
-        return _flag_bloom(index, n_docs, row, wh, min_overlap)
     H = index.hashes
     docs, entries, whole = [], [], []
     if len(H):
@@ -94,13 +117,18 @@ def _flag_chunk(index: DecontamIndex, texts: pa.Array, min_overlap: int, min_fra
             docs.append(row[start[q]])
             entries.append(pos)
             whole.append(np.full(len(q), k < index.n))
-    out = Flags(np.zeros(n_docs, bool), np.zeros(n_docs, np.uint64), np.zeros(n_docs, np.int32),
-                np.full(n_docs, -1, np.int64))
-    if not docs or not sum(len(d) for d in docs):
-        return out
+    if not docs or not sum(len(x) for x in docs):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
     d, e, w = np.concatenate(docs), np.concatenate(entries), np.concatenate(whole)
     key, first = np.unique(d * np.int64(len(H)) + e, return_index=True)  # distinct (doc, hash)
-    d, e, w = key // len(H), key % len(H), w[first]
+    return key // len(H), key % len(H), w[first]
+
+
+def _flags_from_hits(index: DecontamIndex, n_docs: int, d, e, w, min_overlap: int, min_fraction) -> Flags:
+    out = Flags(np.zeros(n_docs, bool), np.zeros(n_docs, np.uint64), np.zeros(n_docs, np.int32),
+                np.full(n_docs, -1, np.int64))
+    if not len(d):
+        return out
     # expand each matched hash to the items holding it
     lo, hi = index.post_ptr[e], index.post_ptr[e + 1]
     cnt = hi - lo
@@ -138,11 +166,14 @@ def _flag_bloom(index: DecontamIndex, n_docs: int, row, wh, min_overlap: int) ->
             continue
         d, h = key[:, 0].astype(np.int64), key[:, 1]
         uh, inv = np.unique(h, return_inverse=True)
-        hl = uh.tolist()
+        cand = np.flatnonzero(index.bloom_candidates(uh))
+        hl = uh[cand].tolist()
         for s, bloom in enumerate(index.blooms):
             if k < index.n and k not in index.sets[s]["whole_item_lengths"]:
                 continue
-            hit = np.fromiter(map(bloom.__contains__, hl), dtype=bool, count=len(hl))[inv]
+            hit_u = np.zeros(len(uh), bool)
+            hit_u[cand] = np.fromiter(map(bloom.__contains__, hl), dtype=bool, count=len(hl))
+            hit = hit_u[inv]
             c = np.bincount(d[hit], minlength=n_docs)
             ok = c > 0 if k < index.n else c >= min_overlap
             out.flagged |= ok
