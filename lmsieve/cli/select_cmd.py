@@ -85,7 +85,7 @@ def run(args) -> int:
 
     decon, drecord = from_args(args), None
     if decon is not None:  # flags now; in remove mode the flagged leave between scoring and sampling
-        dflags, drecord = decon.screen(pool)
+        dflags, drecord = decon.screen(pool, progress=not getattr(args, "no_progress", True))
     budget = make_budget(args.keep if args.keep is not None else args.keep_fraction, args.keep_chars_fraction)
     config = run_config(args.method, params, seed=args.seed, budget=budget, ranking=args.ranking,
                         temperature=args.temperature, pool_files=pool_files, target_files=target_files,

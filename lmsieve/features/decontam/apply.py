@@ -43,18 +43,27 @@ class Decontaminator:
             return None
         return cls(resolve_index(spec, **build_kw), mode, int(min_overlap), min_fraction, max_matches)
 
-    def flags(self, table) -> Flags:
-        return flag_texts(self.index, table, min_overlap=self.min_overlap, min_fraction=self.min_fraction,
-                          max_matches=self.max_matches)
+    def flags(self, table, progress: bool = False) -> Flags:
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(table), unit="doc", desc="decontaminating", smoothing=0.1)
+        try:
+            return flag_texts(self.index, table, min_overlap=self.min_overlap, min_fraction=self.min_fraction,
+                              max_matches=self.max_matches, progress=bar.update if bar else None)
+        finally:
+            if bar is not None:
+                bar.close()
 
     def params(self) -> dict:
         """What determines the flags (part of run keys and manifests)."""
         return {"mode": self.mode, "min_overlap": self.min_overlap, "min_fraction": self.min_fraction,
                 **({"max_matches": self.max_matches} if self.max_matches is not None else {}), "index": self.index.fingerprint(), **self.index.params()}
 
-    def screen(self, table: pa.Table) -> tuple[Flags, pa.Table]:
+    def screen(self, table: pa.Table, progress: bool = False) -> tuple[Flags, pa.Table]:
         """(flags of every row, with their ids kept; the contaminated rows' record)."""
-        f = self.flags(table)
+        f = self.flags(table, progress)
         f.ids = table.column("id").to_pylist()
         return f, contaminated_table(table.column("id"), f, self.index)
 

@@ -65,13 +65,14 @@ def check_rule(min_overlap: int, min_fraction: float | None) -> None:
 
 
 def flag_texts(index: DecontamIndex, batch, *, min_overlap: int = 1, min_fraction: float | None = None,
-               max_matches: int | None = None) -> Flags:
+               max_matches: int | None = None, progress=None) -> Flags:
     """Flags of every document of ``batch`` (anything :func:`text_array` reads).
 
     ``max_matches`` (NeMo Curator's rule, exact index only): an indexed n-gram found in more than
     this many documents *of this batch* is boilerplate (licence headers, generated tables) and is
     ignored; ``Flags.ignored`` counts them. It makes a document's flag depend on the whole batch,
-    so the in-process paths offer it and the sharded ones (Beam, datatrove) do not."""
+    so the in-process paths offer it and the sharded ones (Beam, datatrove) do not. ``progress``:
+    called with the number of documents of each finished chunk (a tqdm ``update``)."""
     check_rule(min_overlap, min_fraction)
     if index.bloom_fpr is not None and (min_fraction is not None or max_matches is not None):
         raise ConfigError("min_fraction and max_matches need the exact index (a Bloom filter does not know items)")
@@ -89,6 +90,8 @@ def flag_texts(index: DecontamIndex, batch, *, min_overlap: int = 1, min_fractio
         else:
             d, e, w = _chunk_hits(index, chunk)
             parts.append((d + start, e, w))
+        if progress is not None:
+            progress(stop - start)
         start = stop
     if index.bloom_fpr is not None:
         return Flags.concat(parts)
