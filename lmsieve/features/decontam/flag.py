@@ -163,21 +163,22 @@ def _flag_bloom(index: DecontamIndex, n_docs: int, row, wh, min_overlap: int) ->
     out = Flags(np.zeros(n_docs, bool), np.zeros(n_docs, np.uint64), np.zeros(n_docs, np.int32),
                 np.full(n_docs, -1, np.int64))
     for k, start, h in chain_levels(row, wh, index.levels):
-        d = row[start]
-        key = np.unique(np.stack([d.astype(np.uint64), h], axis=1), axis=0) if len(h) else np.zeros((0, 2), np.uint64)
-        if not len(key):
+        cand = np.flatnonzero(index.bloom_candidates(h))  # numpy prefilter: never drops a member
+        if not len(cand):
             continue
-        d, h = key[:, 0].astype(np.int64), key[:, 1]
+        d, h = row[start[cand]], h[cand]
         uh, inv = np.unique(h, return_inverse=True)
-        cand = np.flatnonzero(index.bloom_candidates(uh))
-        hl = uh[cand].tolist()
+        hl = uh.tolist()
         for s, bloom in enumerate(index.blooms):
             if k < index.n and k not in index.sets[s]["whole_item_lengths"]:
                 continue
-            hit_u = np.zeros(len(uh), bool)
-            hit_u[cand] = np.fromiter(map(bloom.__contains__, hl), dtype=bool, count=len(hl))
-            hit = hit_u[inv]
-            c = np.bincount(d[hit], minlength=n_docs)
+            hit = np.fromiter(map(bloom.__contains__, hl), dtype=bool, count=len(hl))[inv]
+            dd, hh = d[hit], h[hit]
+            order = np.lexsort((hh, dd))
+            dd, hh = dd[order], hh[order]
+            first = np.ones(len(dd), bool)
+            first[1:] = (dd[1:] != dd[:-1]) | (hh[1:] != hh[:-1])  # distinct (document, hash)
+            c = np.bincount(dd[first], minlength=n_docs)
             ok = c > 0 if k < index.n else c >= min_overlap
             out.flagged |= ok
             out.sets[ok] |= np.uint64(1) << np.uint64(s)
