@@ -128,3 +128,36 @@ def test_cli_and_beam_select_the_same_and_never_a_flagged_document(data, tmp_pat
     sel, s, e = fit_and_score("dsir", pq.read_table(root / "target.parquet"), pool)
     plain = run_selection(sel, pool, Budget(k=48), seed=5, ranking="topk", scores=s, eligible=e)
     assert set(plain.selected.column("id").to_pylist()) & flagged
+
+
+def test_job_spec_decontaminate_table_runs_and_validates(data, tmp_path, monkeypatch):
+    from lmsieve.pipelines.jobspec import load_spec, run_job, validate_spec
+    from lmsieve.schemas.errors import ConfigError
+
+    root, pool, idx, flagged = data
+    monkeypatch.chdir(tmp_path)
+    _shards(pool.slice(0, 240), tmp_path / "pool", 80, 40)
+    sub_flagged = flagged & set(pool.slice(0, 240).column("id").to_pylist())
+    (tmp_path / "ev").mkdir()
+    pq.write_table(target_set("humaneval"), tmp_path / "ev" / "humaneval.parquet")
+    pq.write_table(target_set("champ"), tmp_path / "ev" / "champ.parquet")
+    pq.write_table(pq.read_table(root / "target.parquet"), tmp_path / "target.parquet")
+    (tmp_path / "job.toml").write_text(
+        '[inputs]\npool = "pool/"\ntarget = "target.parquet"\n'
+        '[features]\nout = "feat"\ncompute = ["dsir_ngrams"]\n'
+        '[selection]\nmethod = "dsir"\nout = "sel"\nkeep = 30\nranking = "topk"\n'
+        '[decontaminate]\nindex = ["ev/humaneval.parquet", "ev/champ.parquet"]\nmode = "remove"\n'
+        '[beam]\nrunner = "FnApiRunner"\n')
+    res = run_job(load_spec(tmp_path / "job.toml"), progress_secs=0)
+    c = res.selection["counts"]
+    assert c["contaminated"] == len(sub_flagged) >= 5
+    assert c["input"] == c["selected"] + c["rejected"] + c["quarantined"] + c["contaminated"] == 240
+    assert c["decontamination"]["eval_sets"][0]["name"] == "humaneval"
+    sel = pa.concat_tables([pq.read_table(tmp_path / "sel" / o["path"]) for o in res.selection["outputs"]
+                            if o["path"].startswith("selected-")])
+    assert not set(sel.column("id").to_pylist()) & sub_flagged
+    raw = {"inputs": {"pool": "pool/"}, "features": {"out": "feat", "compute": ["dsir_ngrams"]}}
+    for bad, msg in (({"index": "ev/", "mode": "drop"}, "decontaminate.mode"),
+                     ({"index": "ev/", "typo": 1}, "decontaminate.typo"), ({"mode": "remove"}, "decontaminate.index")):
+        with pytest.raises(ConfigError, match=msg):
+            validate_spec({**raw, "decontaminate": bad}, "j.toml")
