@@ -209,20 +209,60 @@ def fit_and_score(method: str, target, table: pa.Table, pool_sample=None, progre
     return sel, s, e
 
 
+def _decontaminate(spec, mode: str, table: pa.Table, s: np.ndarray, e: np.ndarray):
+    """``decontaminate=`` of :func:`score`/:func:`select` (remove mode: drop the flagged rows)."""
+    if spec is None:
+        return table, s, e
+    from lmsieve.features.decontam.apply import Decontaminator
+
+    d = Decontaminator.from_spec(spec, mode)
+    _, record = d.screen(table)
+    return d.drop(table, s, e, record)
+
+
+def decontamination_index(eval_sets, **kw):
+    """An overlap index of evaluation sets (paths ``[NAME=]PATH`` or ``{name: table}``); ``n``,
+    ``min_words``, ``columns``, ``bloom_fpr`` as ``lmsieve decontaminate build``."""
+    from lmsieve.features.decontam import build_index
+
+    return build_index(eval_sets, **kw)
+
+
+def contamination(docs, index, *, min_overlap: int = 1, min_fraction: float | None = None) -> pa.Table:
+    """Per document: ``id``, ``contaminated`` and the evaluation sets that contaminate it
+    (``index``: a :func:`decontamination_index`, a saved index directory or evaluation files)."""
+    from lmsieve.features.decontam.apply import Decontaminator
+
+    table, _ = load_docs(docs, name="docs")
+    d = Decontaminator.from_spec(index, "report", min_overlap, min_fraction)
+    f = d.flags(table)
+    names = d.index.set_names
+    sets = [[n for s, n in enumerate(names) if (m >> s) & 1] for m in f.sets.tolist()]
+    return pa.table({ID: table.column(ID), "contaminated": pa.array(f.flagged),
+                     "eval_sets": pa.array(sets, pa.list_(pa.string()))})
+
+
 def score(docs, method: str, target, *, pool_sample=None, progress: bool = False, on_invalid="error",
-          max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, **params) -> np.ndarray:
+          max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, decontaminate=None, decontaminate_mode="remove",
+          **params) -> np.ndarray:
     """Scores aligned with ``docs`` (higher is better unless the method says otherwise).
 
     Ineligible documents (e.g. DSIR's under-100-word ones) still get their score; use
     :func:`select` for selection, which excludes them. ``on_invalid``: "error" (default: a bad
     document raises InputError naming its file and row), "quarantine" (its score is NaN and a
     warning counts them) or a :class:`lmsieve.schemas.quarantine.Quarantine` to fill.
+    ``decontaminate``: an index or evaluation files; in "remove" mode a contaminated document's
+    score is NaN (see :func:`contamination` for the flags themselves).
     """
     table, _, q = load_pool(docs, method, params, on_invalid, max_doc_bytes, columns=[ID, TEXT])
     _, s, e = fit_and_score(method, target, table, pool_sample, progress, **params)
     table, s, e = drop_nonfinite(q, table, s, e)
     _report(q, isinstance(on_invalid, Quarantine))
     full = np.full((q.n_read,) + s.shape[1:], np.nan)
+    if decontaminate is not None and decontaminate_mode == "remove":
+        kept, _, _ = _decontaminate(decontaminate, "remove", table, s, e)
+        s = np.where(pc.is_in(table.column(ID), value_set=kept.column(ID)).to_numpy(zero_copy_only=False)
+                     .reshape((-1,) + (1,) * (s.ndim - 1)), s, np.nan)
     full[q.kept_index_] = s
     return full
 
@@ -230,21 +270,26 @@ def score(docs, method: str, target, *, pool_sample=None, progress: bool = False
 def select(docs, method: str, target, keep=None, seed: int = 0, *, keep_chars_fraction: float | None = None,
            threshold: float | None = None, ranking: str | None = None, temperature: float = 1.0,
            pool_sample=None, progress: bool = False, on_invalid="error",
-           max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, **params) -> pa.Table:
+           max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, decontaminate=None, decontaminate_mode="remove",
+           **params) -> pa.Table:
     """The selected documents (all input columns, input order).
 
     ``keep``: a count or a fraction of documents; or ``keep_chars_fraction`` / ``threshold``.
     ``ranking``: "topk" or "gumbel" (default: the method's paper default). ``on_invalid``: as in
     :func:`score`; quarantined documents are never selected (a fraction counts the valid ones).
+    ``decontaminate``: an index (:func:`decontamination_index`), a saved index directory or
+    evaluation files; with ``decontaminate_mode="remove"`` (default) contaminated documents are
+    removed before the budget is filled ("report": use :func:`contamination` to see them).
     """
     budget = make_budget(keep, keep_chars_fraction, threshold)
     table, _, q = load_pool(docs, method, params, on_invalid, max_doc_bytes)
     sel, s, e = fit_and_score(method, target, table, pool_sample, progress, **params)
     table, s, e = drop_nonfinite(q, table, s, e)
     _report(q, isinstance(on_invalid, Quarantine))
+    table, s, e = _decontaminate(decontaminate, decontaminate_mode, table, s, e)
     return run_selection(sel, table, budget, seed=seed, ranking=ranking, temperature=temperature,
                          scores=s, eligible=e).selected
 
 
-__all__ = ["Selection", "drop_nonfinite", "feature_columns", "fit_and_score", "fit_selector", "load_pool", "load_target",
+__all__ = ["Selection", "contamination", "decontamination_index", "drop_nonfinite", "feature_columns", "fit_and_score", "fit_selector", "load_pool", "load_target",
            "make_budget", "make_selector", "run_selection", "score", "score_table", "select"]

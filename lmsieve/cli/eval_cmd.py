@@ -23,6 +23,9 @@ def add_parser(sub) -> None:
                    help="proxy training steps of 16 x 256 bytes (default 300); 0 skips the proxy loss")
     p.add_argument("--max-target-examples", type=int, default=None, metavar="N",
                    help="show every method at most N selection-half examples (bounds ZIP-FIT's cost)")
+    p.add_argument("--no-decontaminate", action="store_true",
+                   help="keep pool documents that contain evaluation examples (default: each method's budget is "
+                        "filled without them, and the report gives the share its selection had before removal)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(func=run)
 
@@ -40,11 +43,12 @@ def run(args) -> int:
     proxy = ProxyEval(steps=args.proxy_steps, eval_every=max(1, args.proxy_steps // 6)) if args.proxy_steps > 0 else None
     seeds = list(range(args.seeds))
     runs = run_eval(pool, target, methods, args.budget_chars, seeds, proxy=proxy,
-                    max_target_examples=args.max_target_examples,
+                    max_target_examples=args.max_target_examples, decontaminate=not args.no_decontaminate,
                     progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     rows = summarize(runs)
     meta = {"pool": args.pool, "target": args.target, "methods": methods, "budget_chars": args.budget_chars,
             "seeds": seeds, "proxy_steps": args.proxy_steps, "max_target_examples": args.max_target_examples,
+            "decontaminate": not args.no_decontaminate,
             "proxy_tokens": proxy.tokens if proxy else 0}
     paths = write_report(args.out, runs, rows, meta)
     print(markdown_table(rows))

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "lmsieve.cli.mix_cmd",
     "lmsieve.cli.prefilter_cmd",
     "lmsieve.cli.models_cmd",
+    "lmsieve.cli.decontaminate_cmd",
 ]
 
 

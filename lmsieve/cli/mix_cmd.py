@@ -27,6 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--objective", help="with --runs: the loss_<NAME> column to minimise (default: the only one)")
     p.add_argument("--surrogate", choices=["gp", "regmix"], default="gp", help="with --runs (default gp)")
     p.add_argument("--seed", type=int, help="override mixture.seed")
+    from lmsieve.features.decontam.apply import add_cli_args
+
+    add_cli_args(p)  # sample: contaminated documents leave the pool first (docs/decontamination.md)
     p.set_defaults(func=run)
 
 
@@ -44,7 +47,9 @@ def run(args) -> int:
         spec = load_spec(args.spec)
         if args.seed is not None:
             spec = replace(spec, seed=args.seed)
-        _, man = mix(spec, args.out)
+        from lmsieve.features.decontam.apply import from_args
+
+        _, man = mix(spec, args.out, decontaminate=from_args(args))
         c = man["counts"]
         print(json.dumps({"docs": c["selected"], "tokens": c["tokens"], "chars": c["chars"], "out": args.out,
                           "components": {k: v["docs"] for k, v in c["components"].items()}}))

@@ -39,15 +39,20 @@ def add_parser(sub) -> None:
                    help="licence notes to carry as LICENSES.md (default: a LICENSES.md/LICENSE/COPYING "
                         "beside the pool's input files, if any)")
     p.add_argument("--job-spec", metavar="PATH", help="job spec (e.g. jobs/x.toml) to carry as job.toml")
+    from lmsieve.features.decontam.apply import add_cli_args
+
+    add_cli_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from lmsieve.features.decontam.apply import from_args
     from lmsieve.release import make_release
 
     m = make_release(args.selection, args.out, name=args.name, max_rows_per_shard=args.max_rows_per_shard,
                      target_shard_bytes=args.target_shard_bytes, licenses=args.license,
-                     license_file=args.license_file, job_spec=args.job_spec, description=args.description)
+                     license_file=args.license_file, job_spec=args.job_spec, description=args.description,
+                     decontaminate=from_args(args))
     c = m["counts"]["released"]
     print(f"released {c['documents']:,} documents ({c['characters']:,} characters, {c['tokens']:,} tokens) "
           f"in {len(m['shards'])} shard(s) -> {args.out}")

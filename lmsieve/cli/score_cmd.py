@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+import pyarrow as pa
+
 from lmsieve.cli.common import add_invalid_args, add_method_args, one_or_many, parse_params, scores_table
 
 
@@ -17,6 +19,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output Parquet file, e.g. scores.parquet (with --on-invalid "
                                                  "quarantine also OUT_STEM.quarantine.parquet beside it)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from lmsieve.features.decontam.apply import add_cli_args
+
+    add_cli_args(p)  # adds a `contaminated` column; remove mode also makes those documents ineligible
     p.set_defaults(func=run)
 
 
@@ -32,7 +37,17 @@ def run(args) -> int:
     pool, scores, eligible = drop_nonfinite(q, pool, scores, eligible)
     out = args.out
     os.makedirs(os.path.dirname(os.path.abspath(out)) or ".", exist_ok=True)
-    outs = [(scores_table(pool.column("id"), scores, eligible), out)]
+    table = scores_table(pool.column("id"), scores, eligible)
+    from lmsieve.features.decontam.apply import from_args
+
+    decon = from_args(args)
+    if decon is not None:
+        flagged = decon.flags(pool).flagged
+        if decon.mode == "remove":
+            eligible = eligible & ~flagged
+            table = table.set_column(2, "eligible", pa.array(eligible))
+        table = table.append_column("contaminated", pa.array(flagged))
+    outs = [(table, out)]
     if args.on_invalid == "quarantine":
         outs.append((q.table(), quarantine_path(out)))
     for table, path in outs:

@@ -49,10 +49,17 @@ def add_parser(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--save-fitted", metavar="FITTED",
                    help="also save the fitted selector to FITTED (reuse it with --param fitted=FITTED)")
+    from lmsieve.features.decontam.apply import add_cli_args
+
+    add_cli_args(p)
     p.add_argument("--no-resume", action="store_true",
                    help="recompute every step, ignoring finished steps recorded in DIR/.lmsieve-runs/ "
                         "(by default a rerun of the same configuration skips them; docs/resume.md)")
     p.set_defaults(func=run)
+
+
+def _drop_contaminated(decon, record, pool, scores, eligible):
+    return (pool, scores, eligible) if decon is None else decon.drop(pool, scores, eligible, record)
 
 
 def run(args) -> int:
@@ -74,14 +81,21 @@ def run(args) -> int:
         from lmsieve.schemas.errors import ConfigError
 
         raise ConfigError(f"{', '.join(f.path for f in target_files)}: the target set is empty (0 documents)")
+    from lmsieve.features.decontam.apply import CONTAMINATED_FILE, from_args
+
+    decon, drecord = from_args(args), None
+    if decon is not None:  # flags now; in remove mode the flagged leave between scoring and sampling
+        dflags, drecord = decon.screen(pool, progress=not getattr(args, "no_progress", True))
     budget = make_budget(args.keep if args.keep is not None else args.keep_fraction, args.keep_chars_fraction)
     config = run_config(args.method, params, seed=args.seed, budget=budget, ranking=args.ranking,
                         temperature=args.temperature, pool_files=pool_files, target_files=target_files,
-                        extra={"on_invalid": on_invalid, "max_doc_bytes": max_doc_bytes})
+                        extra={"on_invalid": on_invalid, "max_doc_bytes": max_doc_bytes,
+                               **({"decontaminate": decon.params()} if decon is not None else {})})
     run_dir = open_run(args.out, config, resume=not getattr(args, "no_resume", False))  # demo builds its own args
     sel, res = fit_score_sample(run_dir, args.method, params, target, pool, budget, seed=args.seed,
                                 ranking=args.ranking, temperature=args.temperature, progress=not args.no_progress,
-                                screen=lambda p, s, e: drop_nonfinite(quarantine, p, s, e))
+                                screen=lambda p, s, e: _drop_contaminated(decon, drecord,
+                                                                           *drop_nonfinite(quarantine, p, s, e)))
     pool = res.table  # without documents whose score is not finite (quarantined)
     if getattr(args, "save_fitted", None):
         sel.save(args.save_fitted)
@@ -106,11 +120,16 @@ def run(args) -> int:
             qt = quarantine.table()
             write_table(qt, out.path(QUARANTINE_FILE))
             outputs.append({"path": QUARANTINE_FILE, "rows": qt.num_rows})
+        if decon is not None:
+            write_table(drecord, out.path(CONTAMINATED_FILE))
+            outputs.append({"path": CONTAMINATED_FILE, "rows": drecord.num_rows})
         n_in, n_sel = quarantine.n_read, int(mask.sum())
         counts = {
             **manifest_counts(n_in, n_sel, quarantine.counts()), "ineligible": int((~res.eligible).sum()),
             "characters": {"input": int(chars.sum()), "selected": int(chars[mask].sum())},
         }
+        if decon is not None:
+            decon.account(counts, dflags, chosen.column("id").to_pylist())
         if "domain" in pool.column_names:
             dom = pool.column("domain").to_pylist()
             counts["per_domain"] = {"input": domain_counts(dom), "selected": domain_counts(dom, np.flatnonzero(mask))}

@@ -5,7 +5,11 @@ tiny LM trained from scratch on the selection (same config and seed for every me
 The target is split once per seed by the stable hash of (seed, id) into a *selection half*, the
 only part selectors see, and an *evaluation half*, which is only ever scored. Pool documents that
 are evaluation examples (same id or identical text) are removed from the pool before any method
-runs, so no method can train on what it is evaluated on.
+runs, so no method can train on what it is evaluated on. Pool documents that *contain* an
+evaluation example (a shared word 13-gram, or a short example whole: :mod:`lmsieve.features.decontam`)
+are removed before each method's budget is filled (``decontaminate=True``, the default), and each
+run reports the share of the selection it would have made without that removal that was
+contaminated: a targeted selector is expected to pick more of them than random.
 """
 from __future__ import annotations
 
@@ -54,6 +58,8 @@ class EvalRun:
     kl_reduction: float
     proxy_loss: float | None = None
     curve: list = field(default_factory=list)
+    contaminated_share: float | None = None  # of the selection before decontamination
+    contaminated_docs: int | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -69,7 +75,7 @@ def target_domain_of(target: pa.Table) -> str | None:
 def run_eval(pool: pa.Table, target: pa.Table, methods: list[str], budget_chars: int, seeds: list[int],
              proxy: ProxyFn | None = None, method_params: dict[str, dict] | None = None,
              progress: Callable[[str], None] | None = None,
-             max_target_examples: int | None = None) -> list[EvalRun]:
+             max_target_examples: int | None = None, decontaminate: bool = True) -> list[EvalRun]:
     """One :class:`EvalRun` per (method, seed).
 
     ``max_target_examples`` caps the selection half every method sees (the same examples for all:
@@ -90,6 +96,7 @@ def run_eval(pool: pa.Table, target: pa.Table, methods: list[str], budget_chars:
         budget = Budget(length_fraction=budget_chars / float(chars.sum()))
         p_target = ngram_distribution(eval_half)
         p_pool = ngram_distribution(cand)
+        flags = _contaminated(cand, eval_half) if decontaminate else None
         for method in methods:
             if progress:
                 progress(f"seed {seed}: {method}")
@@ -98,18 +105,32 @@ def run_eval(pool: pa.Table, target: pa.Table, methods: list[str], budget_chars:
                 params.setdefault("seed", seed)
             sel, s, e = fit_and_score(method, sel_half, cand, **params)
             res = run_selection(sel, cand, budget, seed=seed, scores=s, eligible=e)
+            n_contam, share = None, None
+            if flags is not None:  # the audit, then the budget filled again without them
+                n_contam = int(flags[res.indices].sum())
+                share = n_contam / max(1, len(res.indices))
+                if n_contam:
+                    res = run_selection(sel, cand, budget, seed=seed, scores=s, eligible=e & ~flags)
             chosen = res.selected
             texts = chosen.column(TEXT).to_pylist()
             run = EvalRun(
                 method=method, seed=seed, docs=chosen.num_rows, chars=int(chars[res.indices].sum()),
                 precision=domain_precision(chosen.column(DOMAIN).to_pylist(), tdom) if tdom and has_domain else None,
                 kl_reduction=kl_reduction(p_target, p_pool, ngram_distribution(chosen)),
+                contaminated_docs=n_contam, contaminated_share=share,
             )
             if proxy is not None:
                 out = proxy(texts, eval_half.column(TEXT).to_pylist(), seed)
                 run.proxy_loss, run.curve = float(out["loss"]), out.get("curve", [])
             runs.append(run)
     return runs
+
+
+def _contaminated(cand: pa.Table, eval_half: pa.Table) -> np.ndarray:
+    """Which candidates contain an evaluation example (its text, prompt and answer fields)."""
+    from lmsieve.features.decontam import DecontamIndex, flag_texts
+
+    return flag_texts(DecontamIndex.build({"eval": eval_half}), cand).flagged
 
 
 def summarize(runs: list[EvalRun]) -> list[dict]:
@@ -119,7 +140,8 @@ def summarize(runs: list[EvalRun]) -> list[dict]:
     for m in methods:
         rs = [r for r in runs if r.method == m]
         row = {"method": m, "seeds": len(rs)}
-        for k in ("precision", "kl_reduction", "proxy_loss", "docs", "chars"):
+        for k in ("precision", "kl_reduction", "proxy_loss", "docs", "chars", "contaminated_share",
+                  "contaminated_docs"):
             vals = [getattr(r, k) for r in rs if getattr(r, k) is not None]
             if vals:
                 row[k] = float(np.mean(vals))

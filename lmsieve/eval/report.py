@@ -15,13 +15,15 @@ def _fmt(row: dict, k: str, digits: int = 3) -> str:
 
 def markdown_table(rows: list[dict], title: str = "") -> str:
     head = ["method", "target-domain precision", "KL reduction (nats)", "proxy loss (nats/token)",
-            "loss / random", "docs", "chars"]
+            "loss / random", "docs", "chars", "contaminated before removal"]
     lines = ([f"{title}", ""] if title else []) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         ratio = f"{r['proxy_loss_vs_random']:.3f}" if "proxy_loss_vs_random" in r else "–"
         lines.append("| " + " | ".join([
             r["method"], _fmt(r, "precision"), _fmt(r, "kl_reduction"), _fmt(r, "proxy_loss"), ratio,
-            f"{r.get('docs', 0):.0f}", f"{r.get('chars', 0):,.0f}"]) + " |")
+            f"{r.get('docs', 0):.0f}", f"{r.get('chars', 0):,.0f}",
+            f"{r['contaminated_share']:.2%} ({r.get('contaminated_docs', 0):.1f} docs)" if "contaminated_share" in r
+            else "–"]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -258,8 +258,11 @@ def tokenize_batch(texts: pa.Array) -> tuple[np.ndarray, pa.Array]:
             pa.concat_arrays([t_fast, t_slow]))
 
 
-def _tokenize_native(low: pa.Array) -> tuple[np.ndarray, pa.Array]:
+def _tokenize_native(low: pa.Array, table: np.ndarray | None = None) -> tuple[np.ndarray, pa.Array]:
     """Vectorised WordPunct over an (already lowercased) string array, in byte space.
+
+    ``table``: the uint8 class of every code point (default: WordPunct's; decontamination passes
+    its own, where every non-word character is a separator).
 
     Every byte gets its character's class (ASCII through a 256-entry table; multi-byte
     characters are decoded, only they, and the class copied to their continuation bytes).
@@ -275,7 +278,7 @@ def _tokenize_native(low: pa.Array) -> tuple[np.ndarray, pa.Array]:
     doc_start = offs_all[:-1] - offs_all[0]
     if len(b) == 0:
         return np.zeros(0, dtype=np.int64), pa.array([], type=pa.string())
-    table = _class_table()
+    table = _class_table() if table is None else table
     cls = table[:256][b]  # right for ASCII bytes; multi-byte characters are fixed below
     lead = np.flatnonzero(b >= 0xC0)
     if len(lead):

@@ -105,9 +105,11 @@ def component_stats(rows: pa.Table, spec: MixtureSpec, sample) -> dict:
     return out
 
 
-def mix(spec, out: str | None = None, pool=None) -> tuple[pa.Table, dict]:
+def mix(spec, out: str | None = None, pool=None, decontaminate=None) -> tuple[pa.Table, dict]:
     """Sample ``spec`` (a :class:`MixtureSpec` or a TOML path) from ``pool`` (default: ``spec.pool``:
     paths, or any table :func:`lmsieve.io.inputs.load_docs` reads); write it to ``out`` if given.
+    ``decontaminate``: a :class:`lmsieve.features.decontam.apply.Decontaminator`, an index or
+    evaluation files (remove mode: contaminated documents leave the pool before sampling).
 
     Returns (sampled table, manifest dict)."""
     if not isinstance(spec, MixtureSpec):
@@ -127,11 +129,22 @@ def mix(spec, out: str | None = None, pool=None) -> tuple[pa.Table, dict]:
 
         src = Paths(resolve_pool(src))
     table, files = load_docs(src, name="pool", checksums=out is not None)
+    n_input, decon, dflags = table.num_rows, None, None
+    if decontaminate is not None:
+        from lmsieve.features.decontam.apply import Decontaminator
+
+        decon = decontaminate if isinstance(decontaminate, Decontaminator) else Decontaminator.from_spec(decontaminate)
+        dflags, _ = decon.screen(table)
+        if decon.mode == "remove":
+            table = table.filter(pa.array(~dflags.flagged))
     rows, s = sample_table(table, spec)
     stats = component_stats(rows, spec, s)
-    counts = {"input": table.num_rows, "selected": rows.num_rows,
+    counts = {"input": n_input, "selected": rows.num_rows,
               "tokens": int(sum(v["tokens"] for v in stats.values())),
               "chars": int(sum(v["chars"] for v in stats.values())), "components": stats}
+    if decon is not None:
+        dc = decon.account({"rejected": 0}, dflags, rows.column("id").to_pylist())
+        counts.update({k: v for k, v in dc.items() if k != "rejected"})
     manifest = build_manifest(command="mix", method="mixture", params=spec.to_dict(), seed=spec.seed,
                               selection={"unit": spec.unit, "budget": spec.budget, "ranking": spec.ranking,
                                          "redistribute": spec.redistribute},

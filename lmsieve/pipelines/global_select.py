@@ -56,6 +56,8 @@ class Scored:
     domain: np.ndarray  # object: domain or None
     group: np.ndarray  # object: budget group ("" for a global budget)
     selected: np.ndarray | None = None
+    contam: dict | None = None  # [decontaminate]: this unit's contamination counts (decontam_step)
+    contam_sets: np.ndarray | None = None  # report mode: uint64 set mask per document
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ A spec has up to six tables (see ``jobs/*.toml`` for commented examples)::
     [beam]       Beam pipeline flags as key = value (runner, project, region, temp_location, ...)
     [mixture]    out, and `lmsieve mix`'s [mixture] keys except pool: a mixture sampled on the driver
                  from the selection output after the selection job (lmsieve/pipelines/mixture_step.py)
+    [decontaminate] index (a saved index or evaluation files), mode ("remove" | "report"), min_overlap, ...:
+                 a flag column in the features job, applied by the selection job (pipelines/decontam_step.py)
 
 Relative paths are relative to the working directory, and may not leave it through ``..``
 (nor may any path hold a ``..`` component once absolute or a URL): a spec names its inputs and
@@ -126,6 +128,17 @@ class JobSpec:
     on_invalid: str = "error"
     max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES
     mixture: dict | None = None  # [mixture]: a driver-side step after the selection job (mixture_step.py)
+    decontaminate: dict | None = None  # [decontaminate]: lmsieve.pipelines.decontam_step
+
+    def decontam_feature(self):
+        """The ``[decontaminate]`` flag feature (index built or loaded once, in the driver), or None."""
+        if not self.decontaminate:
+            return None
+        if getattr(self, "_decontam", None) is None:
+            from lmsieve.pipelines.decontam_step import make_feature
+
+            self._decontam = make_feature(self.decontaminate)
+        return self._decontam
 
     # -- what to build ----------------------------------------------------------------------------
     @property
@@ -171,6 +184,8 @@ class JobSpec:
                     out.append(stored_feature(sel, hash_target_files(paths) if paths else ""))
                 else:
                     out.append(stored_feature(sel, ""))
+        if self.decontaminate:
+            out.append(self.decontam_feature())
         return out
 
     def model_handlers(self) -> list:
@@ -198,7 +213,7 @@ class JobSpec:
             method=s["method"], params=params, budget=None if quotas is not None else _budget(s),
             quotas=quotas, seed=s.get("seed", 0), ranking=s.get("ranking"), temperature=s.get("temperature", 1.0),
             exact=s.get("exact", True), num_quantiles=s.get("num_quantiles", 1001), epsilon=s.get("epsilon", 1e-3),
-            write_scores=s.get("write_scores", True), on_invalid=self.on_invalid)
+            write_scores=s.get("write_scores", True), on_invalid=self.on_invalid, decontam=self.decontam_feature())
 
     def beam_flags(self) -> list[str]:
         from lmsieve.pipelines.options import beam_flags_from_table
@@ -278,7 +293,7 @@ def load_spec(path: str | os.PathLike, overrides: list[str] | None = None, beam_
 
 def validate_spec(raw: dict, source: str = "<spec>", beam_flags: list[str] | None = None) -> JobSpec:
     src = source
-    _check_keys(raw, ("job", "inputs", "features", "selection", "beam", "mixture"), "", src)
+    _check_keys(raw, ("job", "inputs", "features", "selection", "beam", "mixture", "decontaminate"), "", src)
     job = raw.get("job", {})
     _check_type("job", job, dict, src)
     _check_keys(job, ("name", "description"), "job", src)
@@ -321,6 +336,10 @@ def validate_spec(raw: dict, source: str = "<spec>", beam_flags: list[str] | Non
             check_no_escape(key, t["out"], src)
     spec = JobSpec(src, job.get("name", os.path.splitext(os.path.basename(source))[0]), pool, target,
                    features, selection, dict(beam_table), raw, on_invalid, max_doc_bytes)
+    if "decontaminate" in raw:
+        from lmsieve.pipelines.decontam_step import validate_table
+
+        spec.decontaminate = validate_table(raw["decontaminate"], src)
     _validate_runner(spec, beam_flags or [], src)
     _build_objects(spec, src)
     if "mixture" in raw:

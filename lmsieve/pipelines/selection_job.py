@@ -67,6 +67,7 @@ class SelectionConfig:
     epsilon: float = 1e-3
     write_scores: bool = True
     on_invalid: str = "error"  # a non-finite stored score: stop naming the side file and row, or quarantine
+    decontam: object = None  # [decontaminate]: a lmsieve.pipelines.decontam_step.DecontamFeature
 
     def budgets(self) -> dict:
         return dict(self.quotas) if self.quotas is not None else {"": self.budget}
@@ -150,6 +151,9 @@ def plan_selection(pool, features_dir: str, target, cfg: SelectionConfig, shards
         fam = cfg.method
         fps[fam] = stored_feature(sel, hash_target_files(target_paths) if target_paths else "").fingerprint()
     families = (DOCS, fam)
+    if cfg.decontam is not None:  # the flag column of the features job (lmsieve.pipelines.decontam_step)
+        fps[cfg.decontam.name] = cfg.decontam.fingerprint()
+        families += (cfg.decontam.name,)
     checks = [(s, f) for s in shards for f in families]
 
     def status(sf):
@@ -251,6 +255,11 @@ class ScoreUnit(beam.DoFn):
             keep = pa.array(finite)
             rows_valid, score, eligible = rows_valid[finite], score[finite], eligible[finite]
             vd, ids = vd.filter(keep), ids.filter(keep)
+        contam, csets = self._decontaminate(task, rows_valid)
+        if contam is not None and contam["keep"] is not None:
+            keep = contam.pop("keep")
+            rows_valid, score, eligible, csets = rows_valid[keep], score[keep], eligible[keep], None
+            vd, ids = vd.filter(pa.array(keep)), ids.filter(pa.array(keep))
         key, tb = ranking_keys(score, ids, seed=self.cfg.seed, ranking=self.ranking,
                                temperature=self.cfg.temperature, higher_is_better=self.higher_is_better,
                                eligible=eligible)
@@ -259,12 +268,24 @@ class ScoreUnit(beam.DoFn):
         group = domain if self.cfg.quotas is not None else np.full(len(ids), "", dtype=object)
         n = docs.num_rows
         self.c_read.inc(n)
-        self.c_invalid.inc(n - len(rows_valid))
+        self.c_invalid.inc(n - len(rows_valid) - (contam or {}).get("removed", 0))
         self.c_scored.inc(len(rows_valid))
         self.c_elig.inc(int(eligible.sum()))
         self.progress.tick(n, f"shard {task.shard}")
         yield Scored(task.shard, task.unit, task.row_start, n, rows_valid, ids.to_pylist(), score, eligible,
-                     key, tb, chars, chars, domain, group)
+                     key, tb, chars, chars, domain, group, contam=contam, contam_sets=csets)
+
+    def _decontaminate(self, task: UnitTask, rows_valid: np.ndarray):
+        """(unit contamination counts with the rows to keep in remove mode, report-mode sets)."""
+        d = self.cfg.decontam
+        if d is None:
+            return None, None
+        from lmsieve.pipelines.decontam_step import screen_unit
+
+        keep, sets, c = screen_unit(task.files[d.name], task.unit, rows_valid, d.mode, len(d.set_names))
+        c["removed"] = int((~keep).sum())
+        c["keep"] = keep if c["removed"] else None
+        return c, sets
 
 
 def _check_ids(a, b, task: UnitTask) -> None:
@@ -300,8 +321,15 @@ class ApplyCutoffs(beam.DoFn):
 def unit_counts(s: Scored) -> dict:
     sel = s.selected
     dom = [NONE_DOMAIN if d is None else d for d in s.domain.tolist()]
+    contam = {}
+    if s.contam is not None:  # [decontaminate] (lmsieve.pipelines.decontam_step)
+        from lmsieve.pipelines.decontam_step import selected_counts
+
+        contam = {k: v for k, v in s.contam.items() if k in ("contaminated", "contaminated_by_set")}
+        contam.update(selected_counts(s.contam_sets, sel, len(contam["contaminated_by_set"])))
     return {
-        "input": s.rows, "invalid": s.rows - len(s.rows_valid), "ineligible": int((~s.eligible).sum()),
+        **contam, "input": s.rows, "invalid": s.rows - len(s.rows_valid) - (s.contam or {}).get("removed", 0),
+        "ineligible": int((~s.eligible).sum()),
         "selected": int(sel.sum()), "chars_input": int(s.chars.sum()), "chars_selected": int(s.chars[sel].sum()),
         "domain_input": Counter(dom), "domain_selected": Counter(d for d, x in zip(dom, sel.tolist()) if x),
     }
@@ -311,8 +339,9 @@ class CountsFn(beam.CombineFn):
     """The manifest's counts; ``quarantined``: the features job's invalid rows per reason (the rest
     of the invalid rows had a non-finite stored score)."""
 
-    def __init__(self, quarantined: dict | None = None):
+    def __init__(self, quarantined: dict | None = None, decontam=None):
         self.quarantined = dict(quarantined or {})
+        self.decontam = decontam
 
     def create_accumulator(self):
         return {}
@@ -335,12 +364,14 @@ class CountsFn(beam.CombineFn):
         reasons = dict(self.quarantined)
         if n_bad > sum(reasons.values()):
             reasons[NONFINITE_SCORE] = n_bad - sum(reasons.values())
-        return {
+        from lmsieve.pipelines.decontam_step import finish_counts
+
+        return finish_counts({
             **manifest_counts(n_in, n_sel, reasons), "ineligible": acc.get("ineligible", 0),
             "characters": {"input": acc.get("chars_input", 0), "selected": acc.get("chars_selected", 0)},
             "per_domain": {"input": dict(sorted(acc.get("domain_input", Counter()).items())),
                            "selected": dict(sorted(acc.get("domain_selected", Counter()).items()))},
-        }
+        }, acc, self.decontam)
 
 
 # -- outputs ----------------------------------------------------------------------------------------
@@ -458,7 +489,7 @@ def build_selection_pipeline(p: beam.Pipeline, plan: SelectionPlan, cfg: Selecti
         cfg.budgets(), exact=cfg.exact, num_quantiles=cfg.num_quantiles, epsilon=cfg.epsilon,
         max_num_elements=max(plan.n_rows, 1000), higher_is_better=sel.higher_is_better)
     chosen = scored | "Select" >> beam.ParDo(ApplyCutoffs(), cutoffs=beam.pvalue.AsDict(cutoffs))
-    counts = chosen | "UnitCounts" >> beam.Map(unit_counts) | "Counts" >> beam.CombineGlobally(CountsFn(plan.quarantined))
+    counts = chosen | "UnitCounts" >> beam.Map(unit_counts) | "Counts" >> beam.CombineGlobally(CountsFn(plan.quarantined, cfg.decontam))
     n = len(plan.shards)
     out_shards = [(s.index, OutShard(s, n, tmp_dir, cfg.write_scores)) for s in plan.shards]
     written = ({"shard": p | "OutShards" >> beam.Create(out_shards),

@@ -147,6 +147,7 @@ def card_text(sel: SelectionDir, *, name: str, shards: list[dict], counts: dict,
     if SCORES_PNG in plots:
         L += [f"![score histogram]({SCORES_PNG})", ""]
     L += [f"Threshold marked: {thr_note} = {thr:.6g}." if thr is not None else "No threshold to mark.", ""]
+    L += decontamination_lines(counts.get("decontamination") or {})
     L += ["## Licences", ""]
     L += [f"Declared: {', '.join(licenses['declared'])}." if licenses.get("declared") else
           "Declared: none given (front matter says `other`); see the notes below.", ""]
@@ -167,6 +168,25 @@ def card_text(sel: SelectionDir, *, name: str, shards: list[dict], counts: dict,
     return "\n".join(L)
 
 
+def decontamination_lines(dec: dict) -> list[str]:
+    """The card's statement of the evaluation sets the release was decontaminated against."""
+    L = ["## Decontamination", ""]
+    parts = [(when, e) for when, e in (("selection", dec.get("selection")), ("release", dec.get("release"))) if e]
+    if not parts:
+        return L + ["Not decontaminated against any evaluation set (`lmsieve select --decontaminate`, "
+                    "`lmsieve release --decontaminate`; docs/decontamination.md).", ""]
+    for when, e in parts:
+        r = e.get("rule", {})
+        what = "removed" if e.get("mode") == "remove" else "flagged only (report mode)"
+        L += [f"At {when}: documents sharing a word {r.get('n')}-gram with an evaluation item (short items: "
+              f"the whole item, {r.get('min_words')}+ words) were {what}; index `{e.get('index')}`.", "",
+              "| evaluation set | items | n-grams indexed | documents flagged |", "|---|---|---|---|"]
+        by = e.get("by_set", {})
+        L += [f"| {s.get('name')} | {s.get('items', 0):,} | {s.get('ngrams', 0):,} | {by.get(s.get('name'), 0):,} |"
+              for s in e.get("eval_sets", [])] + [""]
+    return L
+
+
 def write_card(root: str, sel: SelectionDir, *, name: str, shards: list[dict], counts: dict, licenses: dict,
                description: str = "") -> list[str]:
     """Write README.md and the plots into ``root``; returns the file names written."""
@@ -185,4 +205,4 @@ def write_card(root: str, sel: SelectionDir, *, name: str, shards: list[dict], c
     return [README, *plots]
 
 
-__all__ = ["card_text", "composition_rows", "threshold", "write_card"]
+__all__ = ["card_text", "decontamination_lines", "composition_rows", "threshold", "write_card"]

@@ -121,15 +121,21 @@ def _counts(manifest: dict, total: dict) -> list[Mismatch]:
         if rel.get(k) != total.get(k):
             out.append(Mismatch(MANIFEST, f"counts.released.{k} (recounted from the shards)", rel.get(k), total.get(k)))
     n_sel = c.get("selected", {}).get("documents")
-    if n_sel is not None and total.get("documents") != n_sel:
-        out.append(Mismatch(MANIFEST, "released documents = counts.selected.documents", n_sel, total.get("documents")))
+    dec = (c.get("decontamination") or {}).get("release") or {}  # release --decontaminate (remove mode)
+    removed, removed_dom = dec.get("removed", 0), dec.get("removed_per_domain", {})
+    if n_sel is not None and total.get("documents") != n_sel - removed:
+        out.append(Mismatch(MANIFEST, "released documents = counts.selected.documents", n_sel - removed,
+                            total.get("documents")))
     pd = c.get("per_domain", {})
-    if pd.get("selected") is not None and total.get("per_domain") != pd["selected"]:
-        out.append(Mismatch(MANIFEST, "released per domain = counts.per_domain.selected", pd["selected"],
-                            total.get("per_domain")))
+    if pd.get("selected") is not None:
+        want = {k: v - removed_dom.get(k, 0) for k, v in pd["selected"].items() if v - removed_dom.get(k, 0)}
+        if total.get("per_domain") != want:
+            out.append(Mismatch(MANIFEST, "released per domain = counts.per_domain.selected", want,
+                                total.get("per_domain")))
     pool, sel = c.get("pool", {}), c.get("selected", {})
     if pool.get("documents") is not None:
-        parts = (sel.get("documents") or 0) + (sel.get("rejected") or 0) + (pool.get("invalid") or 0)
+        parts = (sel.get("documents") or 0) + (sel.get("rejected") or 0) + (pool.get("invalid") or 0) \
+            + (pool.get("contaminated") or 0)
         if parts != pool["documents"]:
             out.append(Mismatch(MANIFEST, "pool documents = selected + rejected + invalid", pool["documents"], parts))
     if sum(e.get("rows", 0) for e in manifest.get("shards", [])) != rel.get("documents"):

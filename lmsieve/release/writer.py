@@ -22,6 +22,8 @@ import shutil
 import uuid
 from importlib import metadata
 
+import pyarrow as pa
+
 from lmsieve.io.parquet import sha256_file
 from lmsieve.release.checksums import write_checksums
 from lmsieve.release.shards import schema_fields, write_shards
@@ -86,7 +88,7 @@ def build_manifest(sel: SelectionDir, *, name: str, shards: list[dict], files: l
     src = {k: v for k, v in sel.manifest.items() if not k.startswith("_")}
     c = sel.counts
     pool = {"documents": c.get("input"), "invalid": c.get("invalid"), "quarantined": c.get("quarantined"),
-            "ineligible": c.get("ineligible"),
+            "ineligible": c.get("ineligible"), "contaminated": c.get("contaminated"),
             "characters": c.get("characters", {}).get("input")}
     selected = {"documents": c.get("selected"), "rejected": c.get("rejected"),
                 "characters": c.get("characters", {}).get("selected")}
@@ -115,12 +117,15 @@ def build_manifest(sel: SelectionDir, *, name: str, shards: list[dict], files: l
     return _sorted(m)
 
 
-def check_counts(sel: SelectionDir, counts: dict) -> None:
-    """The release holds exactly the selection: same documents (and per domain)."""
+def check_counts(sel: SelectionDir, counts: dict, removed: dict | None = None) -> None:
+    """The release holds exactly the selection: same documents (and per domain), less those
+    ``removed`` by ``release --decontaminate`` (``{"removed": n, "removed_per_domain": {...}}``)."""
     c = sel.counts
-    if c.get("selected") is not None and counts["documents"] != c["selected"]:
+    n_rm, rm_dom = (removed or {}).get("removed", 0), (removed or {}).get("removed_per_domain", {})
+    if c.get("selected") is not None and counts["documents"] != c["selected"] - n_rm:
         raise InputError(f"{counts['documents']} documents to release, the selection counts {c['selected']}", sel.path)
     want = c.get("per_domain", {}).get("selected")
+    want = None if want is None else {k: v - rm_dom.get(k, 0) for k, v in want.items() if v - rm_dom.get(k, 0)}
     if want is not None and counts.get("per_domain") is not None and counts["per_domain"] != dict(sorted(want.items())):
         raise InputError("documents per domain differ from the selection's manifest", sel.path)
 
@@ -154,11 +159,14 @@ def _is_release(d: str) -> bool:
 
 def make_release(selection, out: str, *, name: str, max_rows_per_shard: int = 100_000,
                  target_shard_bytes: int = 256 << 20, licenses: list[str] | tuple = (),
-                 license_file: str | None = None, job_spec: str | None = None, description: str = "") -> dict:
+                 license_file: str | None = None, job_spec: str | None = None, description: str = "",
+                 decontaminate=None, decontaminate_mode: str = "remove") -> dict:
     """Write a release of ``selection`` (a directory or a :class:`SelectionDir`) to ``out``;
     returns the release manifest. ``licenses``: licence identifiers for the card (SPDX, e.g.
     ``["bsd-3-clause", "psf-2.0"]``); ``license_file``: licence notes copied in as ``LICENSES.md``
-    (default: one found beside the pool's input files); ``job_spec``: the job file to carry."""
+    (default: one found beside the pool's input files); ``job_spec``: the job file to carry;
+    ``decontaminate``: an index or evaluation files to check the selection against once more
+    ("remove": contaminated documents are left out of the release; the card and manifest say so)."""
     from lmsieve.release.card import write_card
 
     if not name or "\n" in name:
@@ -179,9 +187,9 @@ def make_release(selection, out: str, *, name: str, max_rows_per_shard: int = 10
     tmp = os.path.join(parent, f".{os.path.basename(out)}.tmp-{uuid.uuid4().hex[:12]}")
     os.makedirs(tmp)
     try:
-        docs = sel.documents
+        docs, dec = _decontaminate(sel, decontaminate, decontaminate_mode)
         counts = release_counts(docs)
-        check_counts(sel, counts)
+        check_counts(sel, counts, dec)
         shards = write_shards(docs, tmp, max_rows_per_shard, target_shard_bytes, text_counts)
         extra = []
         lic = {"declared": sorted(set(licenses)), "column": license_column(docs.schema), "file": None, "source": None}
@@ -193,10 +201,14 @@ def make_release(selection, out: str, *, name: str, max_rows_per_shard: int = 10
             shutil.copyfile(job_spec, os.path.join(tmp, JOB_SPEC))
             extra.append(JOB_SPEC)
         options = {"max_rows_per_shard": max_rows_per_shard, "target_shard_bytes": target_shard_bytes}
-        extra += write_card(tmp, sel, name=name, shards=shards, counts=counts, licenses=lic, description=description)
+        counts_card = {**counts, "decontamination": {"selection": sel.counts.get("decontamination"), "release": dec}}
+        extra += write_card(tmp, sel, name=name, shards=shards, counts=counts_card, licenses=lic,
+                            description=description)
         manifest = build_manifest(sel, name=name, shards=shards, files=extra, root=tmp, schema=docs.schema,
                                   counts=counts, licenses=lic, options=options,
                                   job_spec=JOB_SPEC if job_spec else None)
+        if dec is not None or sel.counts.get("decontamination"):
+            manifest["counts"]["decontamination"] = _sorted(counts_card["decontamination"])
         with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8", newline="\n") as f:
             f.write(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         write_checksums(tmp)
@@ -204,6 +216,28 @@ def make_release(selection, out: str, *, name: str, max_rows_per_shard: int = 10
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
+
+
+def _decontaminate(sel: SelectionDir, spec, mode: str):
+    """(documents to release, the release-time decontamination entry or None)."""
+    docs = sel.documents
+    if spec is None:
+        return docs, None
+    from collections import Counter
+
+    from lmsieve.features.decontam.apply import Decontaminator
+
+    d = spec if isinstance(spec, Decontaminator) else Decontaminator.from_spec(spec, mode)
+    f, _ = d.screen(docs)
+    entry = d.account({"rejected": 0}, f, docs.column("id").to_pylist())["decontamination"]
+    entry["removed"], entry["removed_per_domain"] = 0, {}
+    if d.mode == "remove" and f.flagged.any():
+        if "domain" in docs.column_names:
+            dom = docs.filter(pa.array(f.flagged)).column("domain").to_pylist()
+            entry["removed_per_domain"] = dict(sorted(Counter("<none>" if x is None else x for x in dom).items()))
+        entry["removed"] = int(f.flagged.sum())
+        docs = docs.filter(pa.array(~f.flagged))
+    return docs, entry
 
 
 __all__ = ["make_release", "versions"]

@@ -12,13 +12,16 @@ package is the only part of lmsieve that imports it.
   stats;
 * :func:`threshold_for_fraction` -- turns a keep-fraction into a threshold from a scored sample
   (a streaming filter sees one document at a time and cannot rank the whole pool);
+* :class:`DecontaminationFilter` -- drops documents holding evaluation items (drop reason
+  ``contaminated``, a stat; ``contaminated.<set>`` per evaluation set);
 * :func:`run_prefilter` -- datatrove's own Parquet reader, Gopher/C4/FineWeb quality filters and
   MinHash dedup over lmsieve Parquet shards, writing shards ``lmsieve select`` reads.
 """
+from lmsieve.integrations.datatrove.decontaminate import DecontaminationFilter
 from lmsieve.integrations.datatrove.filter import LmsieveFilter
 from lmsieve.integrations.datatrove.prefilter import QUALITY_FILTERS, PrefilterReport, run_prefilter
 from lmsieve.integrations.datatrove.scorer import LmsieveScorer
 from lmsieve.integrations.datatrove.threshold import threshold_for_fraction
 
 __all__ = ["LmsieveScorer", "LmsieveFilter", "threshold_for_fraction", "run_prefilter", "PrefilterReport",
-           "QUALITY_FILTERS"]
+           "QUALITY_FILTERS", "DecontaminationFilter"]
