@@ -144,3 +144,21 @@ def test_knn_store_embeds_the_pool_once_for_two_targets(small, tmp_path, monkeyp
     assert sum(calls) == 30  # the second target reused every stored window embedding
     np.testing.assert_array_equal(a, lmsieve.score(pool, "knn", target, window=400))  # store = no store
     assert not np.array_equal(a, b)
+
+
+# -- datatrove ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("method,params", [("classifier", {"bucket": 2000}),
+                                           ("dsir", {"unit": "window", "per_ngram": True, "num_buckets": 2048})])
+def test_datatrove_scorer_runs_saved_window_and_classifier_fits(small, method, params, tmp_path):
+    pytest.importorskip("datatrove")
+    from datatrove.data import Document
+
+    from lmsieve.integrations.datatrove import LmsieveScorer
+
+    _, pool, _ = small
+    tgt = target_set("humaneval").slice(0, 30).select(["id", "text"])
+    sel = fit_selector(method, tgt, pool_slice(300).select(["id", "text"]), **params)
+    d = sel.save(tmp_path / "sel")
+    docs = [Document(text=r["text"], id=r["id"], metadata={}) for r in pool.select(["id", "text"]).to_pylist()]
+    out = list(LmsieveScorer(str(d), batch_size=23).run(iter(docs)))
+    np.testing.assert_array_equal([x.metadata["lmsieve_score"] for x in out], sel.score(pool))
