@@ -170,3 +170,23 @@ def test_window_mode_routing_params_and_save_load(tmp_path):
         assert isinstance(back, WindowSelector) and back.window_ == 300
         np.testing.assert_array_equal(back.score(pool), sel.score(pool))
     assert not cls(fitted=str(d)).needs_pool_sample
+
+
+@pytest.mark.parametrize("method,params", [("dsir", {"num_buckets": 2048, "per_ngram": True}), ("zipfit", {})])
+def test_window_mode_api_equals_beam_through_fitted_dir(method, params, tmp_path):
+    """Fitted once in-process and saved; the Beam features job scores per unit from ``fitted=DIR``
+    (for DSIR the stored-score path, not the n-gram counts path) and selects the API's ids."""
+    from _beam_fitted import beam_select_fitted
+
+    from lmsieve.api import run_selection
+    from lmsieve.sampling.select import Budget
+
+    rng = random.Random(2)
+    texts = [prose(rng, rng.randint(200, 2500)) + (TARGETS[i % 4] if i % 5 == 0 else "") for i in range(40)]
+    pool = pa.table({"id": [f"d{i:02d}" for i in range(40)], "text": texts})
+    target = pa.table({"id": [f"t{i}" for i in range(len(TARGETS))], "text": TARGETS})
+    sel = fit_selector(method, target, pool, unit="window", window=300, **params)
+    d = sel.save(tmp_path / "fit")
+    ref = run_selection(sel, pool, Budget(k=8), seed=1).selected.column("id").to_pylist()
+    ids = beam_select_fitted(tmp_path, method, str(d), pool, target, 25, Budget(k=8), 1)
+    assert len(ref) == 8 and ids == ref

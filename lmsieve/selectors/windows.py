@@ -117,6 +117,9 @@ class WindowSelector(Selector):
         for k, v in WINDOW_METHOD_DEFAULTS.get(inner_cls.name, {}).items():
             params.setdefault(k, v)
         self.inner = inner_cls(**params)
+        feat = getattr(self.inner, "featurizer", None)
+        if feat is not None and hasattr(feat, "chunk_docs"):  # DSIR: windows are small documents; its
+            feat.chunk_docs = max(feat.chunk_docs, 8192)  # 4 MB chunk cap still bounds memory (same counts)
         self.name = inner_cls.name
         self.input_columns = (TEXT,)
         self.higher_is_better = inner_cls.higher_is_better
