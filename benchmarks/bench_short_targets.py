@@ -107,7 +107,12 @@ def main() -> None:
             print(rows[-1], flush=True)
     cols = ["target", "mode", "docs", "precision", "base_rate", "seconds", "docs_per_s_per_core", "window"]
     table = print_table([r for r in rows if "error" not in r], cols)
-    write_json(a.out, {"machine": machine(), "args": vars(a), "rows": rows, "table": table})
+    setup = (f"Shared pool ({pool_all.num_rows:,} documents{' (first ' + str(a.limit) + ')' if a.limit else ''}); "
+             f"at most {a.max_target_examples} target examples (the same for every mode); precision = the target "
+             f"domain's share of the top {a.top:.0%} documents by score; "
+             f"{', '.join(SLOW)} on the first {a.slow_limit or pool_all.num_rows:,} documents; docs/s on one core "
+             "of a shared 2-core machine (other sessions running: lower bounds).")
+    write_json(a.out, {"machine": machine(), "args": vars(a), "setup": setup, "rows": rows, "table": table})
 
 
 if __name__ == "__main__":
