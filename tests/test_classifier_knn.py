@@ -45,6 +45,7 @@ def small(tmp_path_factory, one_thread):  # noqa: F811
 
 
 # -- classifier -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_classifier_is_deterministic_saves_and_matches_beam(small, tmp_path):
     root, pool, target = small
     big_pool = pool_slice(400).select(["id", "text"])
@@ -112,6 +113,7 @@ def _beam_knn(root, tag, pool, target, params, budget, seed):
     return selected_ids(m, out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("params", [{"window": 400}, {"window": 400, "round_robin": True, "per_query_k": 4}])
 def test_knn_api_equals_beam_and_reloads(small, params, tmp_path):
     root, pool, target = small
