@@ -190,3 +190,14 @@ def test_window_mode_api_equals_beam_through_fitted_dir(method, params, tmp_path
     ref = run_selection(sel, pool, Budget(k=8), seed=1).selected.column("id").to_pylist()
     ids = beam_select_fitted(tmp_path, method, str(d), pool, target, 25, Budget(k=8), 1)
     assert len(ref) == 8 and ids == ref
+
+
+def test_select_help_says_which_method_when(capsys):
+    from lmsieve.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["select", "--help"])
+    out = capsys.readouterr().out
+    for needle in ("Which method when", "dsir, zipfit --", "--param unit=window", "classifier --", "knn --",
+                   "top-2% precision", "humaneval            classifier"):
+        assert needle in out, needle
