@@ -9,6 +9,10 @@ target's report (eval.md, eval.json, PNGs) under ``benchmarks/out/eval/<target>/
 combined table to ``benchmarks/out/eval.json``.
 
     python benchmarks/bench_eval.py [--quick] [--targets a,b] [--methods dsir,zipfit,random]
+
+``--methods`` also takes the short-target modes of ``bench_short_targets.py`` (``dsir-window``,
+``dsir-window-norm``, ``zipfit-window``, ``classifier``, ``classifier-window``, ``knn``,
+``knn-doc``); ``--device cuda`` embeds for knn on a GPU.
 """
 from __future__ import annotations
 
@@ -42,6 +46,19 @@ def combined_table(results: list[dict]) -> list[dict]:
     return out
 
 
+def mode_params(methods: list[str], device: str) -> dict[str, dict]:
+    """``method_params`` for the labelled short-target modes (``dsir-window`` -> dsir, unit=window)."""
+    from bench_short_targets import MODES
+
+    out = {}
+    for m in methods:
+        if m in MODES and (MODES[m][0] != m or MODES[m][1]):
+            out[m] = {"method": MODES[m][0], **MODES[m][1]}
+        if MODES.get(m, (m,))[0] == "knn":
+            out.setdefault(m, {"method": "knn"})["device"] = device
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", default="heldout_code_python,heldout_math,humaneval")
@@ -54,6 +71,8 @@ def main() -> None:
                     help="selection-half examples every method sees (bounds ZIP-FIT's cost; default 64)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N pool documents")
     ap.add_argument("--quick", action="store_true", help="2,000 documents, 1 seed, 60 proxy steps")
+    ap.add_argument("--device", default="cpu", help="knn embedding device: auto, cpu or cuda")
+    ap.add_argument("--out", default="eval.json", help="JSON file name under benchmarks/out/")
     a = ap.parse_args()
     if a.quick:
         a.limit, a.seeds, a.proxy_steps = a.limit or 2000, 1, 60
@@ -82,13 +101,14 @@ def main() -> None:
         target = pq.read_table(SHARED / "targets" / f"{name}.parquet", columns=["id", "text", "domain"])
         t0 = time.perf_counter()
         runs = run_eval(pool, target, methods, budget, seeds, proxy=proxy, max_target_examples=a.max_target_examples,
+                        method_params=mode_params(methods, a.device),
                         progress=lambda msg, n=name: print(f"[{time.perf_counter() - t_all:7.0f}s] {n} {msg}",
                                                            flush=True))
         rows = summarize(runs)
         meta = {"pool": f"shared pool ({pool.num_rows:,} docs, {pool_chars:,} chars)", "target": name,
                 "methods": methods, "budget_chars": budget, "seeds": seeds, "proxy_steps": a.proxy_steps,
                 "proxy_tokens": proxy.tokens, "max_target_examples": a.max_target_examples}
-        write_report(str(OUT / "eval" / name), runs, rows, meta)
+        write_report(str(OUT / Path(a.out).stem / name), runs, rows, meta)
         results.append({"target": name, "rows": rows, "wall_s": round(time.perf_counter() - t0, 1)})
     table = print_table(combined_table(results), ["target", "method", "precision", "precision / random",
                                                   "KL reduction", "proxy loss (nats/byte)", "loss / random"])
@@ -99,7 +119,7 @@ def main() -> None:
              f"{proxy.model['n_layer']}-layer, {proxy.model['d_model']}-wide byte-level LM trained from scratch for "
              f"{a.proxy_steps} steps ({proxy.tokens:,} tokens) on each selection, loss on the evaluation half. "
              f"Mean ± std over seeds.")
-    write_json("eval.json", {"machine": machine(), "quick": a.quick, "setup": setup, "results": results,
+    write_json(a.out, {"machine": machine(), "quick": a.quick, "setup": setup, "results": results,
                              "table": table, "wall_s": round(time.perf_counter() - t_all, 1),
                              "peak_rss_mb": round(peak_rss_mb())})
 

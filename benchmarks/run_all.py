@@ -70,6 +70,8 @@ BENCHES = [
     ("bench_loss_selectors.py", ["--limit", "300", "--steps", "60"], "loss_selectors.json", "Loss-based selectors"),
     ("bench_representation.py", ["--limit", "600"], "representation.json", "Representation-based selectors"),
     ("bench_mixture.py", ["--quick"], "mixture.json", "Mixture optimisation (end to end)"),
+    ("bench_short_targets.py", ["--limit", "600", "--targets", "humaneval,champ"], "short_targets.json",
+     "Short benchmark targets (window mode, classifier, knn)"),
 ]
 README_EVAL = ("<!-- eval:start -->", "<!-- eval:end -->")
 

@@ -21,6 +21,17 @@ def method_notes() -> str:
     return ("method parameters (--param KEY=VALUE) -- " + "; ".join(notes)) if notes else ""
 
 
+def _with_guide(p) -> None:
+    """Keep the epilog's paragraphs (wrapped here) and append the which-method-when guide."""
+    import argparse
+    import textwrap
+
+    from lmsieve.cli.method_guide import method_guide
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = textwrap.fill(p.epilog or "", 100) + "\n\n" + method_guide()
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "select", help="select the pool documents closest to a target",
@@ -34,6 +45,7 @@ def add_parser(sub) -> None:
     )
     add_method_args(p)
     p.epilog = " ".join(x for x in (p.epilog, method_notes()) if x)
+    _with_guide(p)
     add_invalid_args(p)
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--keep-fraction", type=float, metavar="F", help="keep floor(F x documents)")

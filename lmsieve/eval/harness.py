@@ -101,9 +101,10 @@ def run_eval(pool: pa.Table, target: pa.Table, methods: list[str], budget_chars:
             if progress:
                 progress(f"seed {seed}: {method}")
             params = dict((method_params or {}).get(method, {}))
-            if method == "random":
+            name = params.pop("method", method)  # a labelled mode: {"dsir-window": {"method": "dsir", ...}}
+            if name == "random":
                 params.setdefault("seed", seed)
-            sel, s, e = fit_and_score(method, sel_half, cand, **params)
+            sel, s, e = fit_and_score(name, sel_half, cand, **params)
             res = run_selection(sel, cand, budget, seed=seed, scores=s, eligible=e)
             n_contam, share = None, None
             if flags is not None:  # the audit, then the budget filled again without them

@@ -140,7 +140,7 @@ def plan_selection(pool, features_dir: str, target, cfg: SelectionConfig, shards
     target_paths = fileio.expand_inputs(target, "target") if target else []
     shards = shards if shards is not None else plan_shards(pool, threads)
     fps = {DOCS: DocsFeature().fingerprint()}
-    if cfg.method == "dsir":
+    if cfg.method == "dsir" and hasattr(sel, "score_counts"):  # window mode: a stored score, as ZIP-FIT's
         if not target_paths:
             raise ConfigError("inputs.target: DSIR needs a target set")
         fam = NGRAMS
@@ -171,14 +171,14 @@ def plan_selection(pool, features_dir: str, target, cfg: SelectionConfig, shards
                           f"(lmsieve run JOB.toml --lmsieve_stage features)")
     units, fit_units = [], []
     already = 0
-    budget = sel.fit_budget if cfg.method == "dsir" else None
+    budget = sel.fit_budget if fam == NGRAMS else None
     for s in shards:
         files = {f: side_file(features_dir, s.name, f) for f in families}
-        n_feat = res[(s, fam)][1]["stats"] if cfg.method == "dsir" else [{}] * len(s.units)
+        n_feat = res[(s, fam)][1]["stats"] if fam == NGRAMS else [{}] * len(s.units)
         for u, st in zip(s.units, n_feat):
             t = UnitTask(s.index, u.index, u.row_start, u.row_stop, files, already)
             units.append(t)
-            if cfg.method == "dsir" and (budget is None or already <= budget):
+            if fam == NGRAMS and (budget is None or already <= budget):
                 fit_units.append(t)
             already += int(st.get("n_features", 0))
     return SelectionPlan(shards, units, fit_units, sel, families, target_paths, sum(s.rows for s in shards),
@@ -232,7 +232,7 @@ class ScoreUnit(beam.DoFn):
         rows_valid = np.flatnonzero(valid).astype(np.int32)
         vd = docs if valid.all() else docs.filter(pa.array(valid))
         ids = vd.column(ID).combine_chunks()
-        if self.method == "dsir":
+        if NGRAMS in task.files:
             occ, ids2 = read_ngram_unit(task.files[NGRAMS], task.unit, fitted.featurizer.num_buckets)
             _check_ids(ids, ids2, task)
             score, eligible = fitted.score_counts(occ)
@@ -477,7 +477,7 @@ def build_selection_pipeline(p: beam.Pipeline, plan: SelectionPlan, cfg: Selecti
     ranking = cfg.ranking or sel.default_ranking
     units = distribute(p | "Units" >> beam.Create(plan.units), "SpreadUnits", key=lambda t: (t.shard, t.unit))
     score_fn = ScoreUnit(cfg.method, cfg, sel.higher_is_better, ranking, progress_secs)
-    if cfg.method == "dsir":
+    if NGRAMS in plan.families:
         fitted = p | "FitDSIR" >> FitDsir(sel, plan.fit_units, plan.target_paths)
         scored = units | "Score" >> beam.ParDo(score_fn, fitted=beam.pvalue.AsSingleton(fitted))
     elif is_round_robin(sel):

@@ -78,6 +78,17 @@ class Selector:
         """The parameters that determine the scores (for feature fingerprints)."""
         return {k: v for k, v in self._params.items() if k not in self.execution_params}
 
+    #: Whether ``unit="window"`` scores this method per window (:mod:`lmsieve.selectors.windows`).
+    windowable: ClassVar[bool] = False
+
+    def __new__(cls, *args: Any, **params: Any):
+        if cls.windowable and (params.get("unit") == "window" or (
+                params.get("fitted") is not None and _saved_unit(params["fitted"]) == "window")):
+            from lmsieve.selectors.windows import WindowSelector
+
+            return WindowSelector(cls, **params)  # not a cls instance: cls.__init__ is not called
+        return super().__new__(cls)
+
     def __init__(self, **params: Any):
         self._params = params
 
@@ -148,6 +159,8 @@ class Selector:
         with open(os.path.join(path, STATE_JSON)) as f:
             doc = json.load(f)
         klass = get_selector_class(doc["method"]) if cls is Selector else cls
+        if cls is Selector and klass.load.__func__ is not Selector.load.__func__:
+            return klass.load(path)  # its own load also reads its files (fastText models, ...)
         if klass.name != doc["method"]:
             raise ConfigError(f"{path} holds a {doc['method']!r} selector, not {klass.name!r}")
         obj = klass(**doc["params"])
@@ -155,6 +168,15 @@ class Selector:
             arrays = {k: z[k] for k in z.files}
         obj._set_state(doc["state"], arrays)
         return obj
+
+
+def _saved_unit(fitted) -> str | None:
+    """The ``unit`` parameter of a selector saved in ``fitted`` (None when unreadable)."""
+    try:
+        with open(os.path.join(os.fspath(fitted), STATE_JSON)) as f:
+            return json.load(f).get("params", {}).get("unit")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def jsonable(x: Any) -> Any:

@@ -17,6 +17,9 @@ or deterministic top-k. Follows the reference package ``data-selection`` (p-lamb
   feature count; floors, remainder to the last target; documents taken by one target are masked
   for the next).
 
+``per_ngram=True`` (not the paper's; for ``unit="window"``, :mod:`lmsieve.selectors.windows`)
+divides the log weight by the document's n-gram count.
+
 Weights stay in log space (issue #12 in the reference repo: weights span 1e-52 … 1e40).
 """
 from __future__ import annotations
@@ -55,6 +58,7 @@ class DSIR(Selector):
         num_tokens_to_fit: int | str = "auto",
         separate_targets: bool = False,
         target_proportions: list[float] | None = None,
+        per_ngram: bool = False,
     ):
         if not (num_tokens_to_fit in ("auto", "all") or (isinstance(num_tokens_to_fit, int) and num_tokens_to_fit > 0)):
             raise ConfigError(f"num_tokens_to_fit must be 'auto', 'all' or a positive int, got {num_tokens_to_fit!r}")
@@ -64,6 +68,7 @@ class DSIR(Selector):
             num_buckets=num_buckets, ngrams=ngrams, min_example_length=min_example_length,
             target_laplace_smoothing=target_laplace_smoothing, num_tokens_to_fit=num_tokens_to_fit,
             separate_targets=separate_targets, target_proportions=target_proportions,
+            **({"per_ngram": True} if per_ngram else {}),  # not the paper's: listed only when on
         )
         self.featurizer = HashedNgramFeaturizer(num_buckets=num_buckets, ngrams=ngrams)
 
@@ -161,6 +166,8 @@ class DSIR(Selector):
         The one scoring implementation: in-process, Beam (from stored counts) and datatrove."""
         self.check_fitted()
         cols = [occ.dot(row) for row in self.log_diff_]
+        if self._params.get("per_ngram"):  # normalised option (window mode): mean log weight per n-gram
+            cols = [c / np.maximum(occ.per_doc(), 1) for c in cols]
         words = self.featurizer.word_counts(occ)
         eligible = words >= self._params["min_example_length"]
         scores = cols[0] if len(cols) == 1 else np.stack(cols, axis=1)
