@@ -51,9 +51,9 @@ SIGNALS = (
 _PUNCT = str.maketrans("", "", string.punctuation)
 _WS = re.compile(r"\s+")
 _WORDPUNCT = re.compile(r"\w+|[^\w\s]+")
-_ASCII_ALPHA = re.compile(r"[a-zA-Z]")
+# a maximal \w run holding an ASCII letter = a WordPunct token with one (punctuation tokens have none)
+_ALPHA_WORD = re.compile(r"\w*[a-zA-Z]\w*")
 _SENT = re.compile(r"\b[^.!?]+[.!?]*", flags=re.UNICODE)
-_LINE = re.compile(r"[^\n]*\n|[^\n]+$")
 _TERMINAL = (".", "!", "?", "\u201d")
 
 
@@ -76,18 +76,17 @@ def _codepoints(s: str) -> np.ndarray:
     return np.frombuffer(s.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
-def _line_fraction_mean(text: str, lut: np.ndarray) -> float:
-    """Mean over raw lines of (chars in ``lut``) / line length; NaN without lines."""
-    cp = _codepoints(text)
-    if len(cp) == 0:
-        return math.nan
-    ends = np.flatnonzero(cp == 10) + 1  # a line ends after its newline
+def _line_bounds(cp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, stops) of the raw lines: a line ends after its newline; no empty tail line."""
+    ends = np.flatnonzero(cp == 10) + 1
     starts = np.concatenate([[0], ends])
     stops = np.concatenate([ends, [len(cp)]])
-    keep = stops > starts  # the empty tail after a final newline is no line
-    starts, stops = starts[keep], stops[keep]
-    hits = np.add.reduceat(lut[cp].astype(np.int64), starts)
-    return float(np.mean(hits / (stops - starts)))
+    keep = stops > starts
+    return starts[keep], stops[keep]
+
+
+def _per_line(cp: np.ndarray, lut: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    return np.add.reduceat(lut[cp].astype(np.int64), starts)
 
 
 def _top_ngram_frac(words: list, n: int, total_chars: int) -> float:
@@ -100,14 +99,15 @@ def _top_ngram_frac(words: list, n: int, total_chars: int) -> float:
     return sum(map(len, gram)) * count / total_chars
 
 
-def _numeric_lines_mean(lines: list, isnum: np.ndarray) -> float:
-    if not lines:
-        return math.nan
-    vals = []
-    for line in lines:
-        norm = normalize(line)
-        vals.append(isnum[_codepoints(norm)].sum() / len(norm) if norm else 0.0)
-    return float(np.mean(vals))
+def _normalized_line_lengths(text: str, n_lines: int) -> np.ndarray:
+    """Length of each normalized raw line. Punctuation removal and lower-casing never touch a
+    newline, so the i-th newline-split piece of the whole translated text is line i's."""
+    pieces = text.translate(_PUNCT).lower().split("\n")[:n_lines]
+    out = np.empty(n_lines, dtype=np.float64)
+    for i, piece in enumerate(pieces):
+        s = " ".join(piece.split())  # = strip + collapse \s+ (both use str.isspace)
+        out[i] = len(s) if s.isascii() else len(unicodedata.normalize("NFD", s))
+    return out
 
 
 def document_signals(text: str) -> tuple:
@@ -116,7 +116,8 @@ def document_signals(text: str) -> tuple:
     text = text or ""
     words = normalize(text).split()
     raw_words = _WORDPUNCT.findall(text)
-    lines = _LINE.findall(text)
+    cp = _codepoints(text)
+    starts, stops = _line_bounds(cp)
     nw, nraw = len(words), len(raw_words)
     total_chars = sum(map(len, words))
     if nw:
@@ -126,11 +127,20 @@ def document_signals(text: str) -> tuple:
         mean_len, uniq = total_chars / nw, len(counts) / nw
     else:
         entropy = mean_len = uniq = math.nan
-    no_alph = 1.0 - sum(1 for w in raw_words if _ASCII_ALPHA.search(w)) / nraw if nraw else math.nan
-    term = float(np.mean([ln.rstrip().endswith(_TERMINAL) for ln in lines])) if lines else math.nan
-    return (entropy, no_alph, _line_fraction_mean(text, isupper), mean_len,
-            _top_ngram_frac(words, 2, total_chars), float(nw), _top_ngram_frac(words, 3, total_chars),
-            float(len(_SENT.findall(text))), _numeric_lines_mean(lines, isnum), uniq, term)
+    no_alph = 1.0 - len(_ALPHA_WORD.findall(text)) / nraw if nraw else math.nan
+    term = (float(np.mean([text[a:b].rstrip().endswith(_TERMINAL) for a, b in zip(starts.tolist(), stops.tolist())]))
+            if len(starts) else math.nan)
+    if len(starts):
+        upper = float(np.mean(_per_line(cp, isupper, starts) / (stops - starts)))
+        # numeric counts survive normalization (checked over all code points: punctuation removal,
+        # lower() and NFD neither add nor drop a str.isnumeric character); lengths do not
+        nlen = _normalized_line_lengths(text, len(starts))
+        num = _per_line(cp, isnum, starts)
+        numeric = float(np.mean(np.where(nlen > 0, num / np.maximum(nlen, 1), 0.0)))
+    else:
+        upper = numeric = math.nan
+    return (entropy, no_alph, upper, mean_len, _top_ngram_frac(words, 2, total_chars), float(nw),
+            _top_ngram_frac(words, 3, total_chars), float(len(_SENT.findall(text))), numeric, uniq, term)
 
 
 def redpajama_signals(batch) -> dict[str, np.ndarray]:
