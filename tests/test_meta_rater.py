@@ -174,3 +174,30 @@ def test_api_equals_beam(tmp_path):
     (tmp_path / "beam").mkdir()
     got = beam_select_fitted(tmp_path / "beam", "meta_rater", fitted, pool, target, 170, budget, seed=3)
     assert len(ref) > 0 and got == ref
+
+
+def test_cli_save_fitted_then_param_fitted(tmp_path):
+    """`lmsieve select --method meta_rater --save-fitted DIR` runs the search; `--param fitted=DIR` reuses it."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from lmsieve.cli.main import main
+    from lmsieve.data import sample_path
+
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pq.read_table(sample_path("pool.parquet")).slice(0, 150), pool)
+    tgt = sample_path("target_code_python.parquet")
+    common = ["--target", tgt, "--pool", str(pool), "--keep", "20", "--no-progress"]
+    params = ["--param", "trainer=_meta_rater_fake_text:trainer", "--param", "proxy_runs=6",
+              "--param", "n_candidates=500", "--param", "top_k=8", "--param", f"runs={tmp_path / 'runs.parquet'}"]
+    assert main(["select", "--method", "meta_rater", *common, *params, "--out", str(tmp_path / "a"),
+                 "--save-fitted", str(tmp_path / "fitted")]) == 0
+    assert (tmp_path / "fitted" / "meta_rater.png").is_file() and (tmp_path / "fitted" / "runs.parquet").is_file()
+    assert pq.read_table(tmp_path / "runs.parquet").num_rows == 6
+    assert main(["select", "--method", "meta_rater", *common, "--param", f"fitted={tmp_path / 'fitted'}",
+                 "--out", str(tmp_path / "b")]) == 0
+    a = pq.read_table(tmp_path / "a" / "scores.parquet")
+    b = pq.read_table(tmp_path / "b" / "scores.parquet")
+    assert a.column("score").to_pylist() == b.column("score").to_pylist()
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["method"] == "meta_rater"

@@ -243,7 +243,8 @@ class MetaRater(FittedDirMixin, Selector):
 
     def _state_json(self):
         return {"names_": list(self.names_), "spearman_": getattr(self, "spearman_", {}),
-                "heldout_": getattr(self, "heldout_", {}), "predicted_loss_": getattr(self, "predicted_loss_", None)}
+                "heldout_": getattr(self, "heldout_", {}), "predicted_loss_": getattr(self, "predicted_loss_", None),
+                "runs_path_": getattr(self, "runs_path_", None)}
 
     def _state_arrays(self):
         out = {"lo_": self.lo_, "hi_": self.hi_, "weights_": self.weights_}
@@ -261,13 +262,15 @@ class MetaRater(FittedDirMixin, Selector):
         if hasattr(self, "runs_"):
             from lmsieve.selectors.meta_rater_search import plot_fit
 
-            if os.path.exists(self.runs_path_) and os.path.abspath(self.runs_path_) != os.path.abspath(path / RUNS):
+            if self.runs_path_ and os.path.exists(self.runs_path_) and os.path.abspath(self.runs_path_) != os.path.abspath(path / RUNS):
                 shutil.copyfile(self.runs_path_, path / RUNS)
             plot_fit(str(path / PLOT), self.names_, self.weights_, self.heldout_, self._params["objective"])
 
     def _load_files(self, path: Path) -> None:
         from lmsieve.selectors.dsir import DSIR
 
+        if (path / RUNS).is_file():
+            self.runs_path_ = str(path / RUNS)
         self.dsir_ = {}
         for name in self._params["dsir_refs"]:
             d = path / f"dsir_{name}"
