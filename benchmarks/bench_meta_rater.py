@@ -79,6 +79,29 @@ def experiment(runs: int, pool_docs: int, target: str, work: Path, *, proxy: dic
             "compare": out, "proxy": proxy}
 
 
+def eval_rows(target: str, fitted: str, *, limit: int, seeds: int, proxy_steps: int, budget_fraction: float = 0.02,
+              max_target_examples: int = 64) -> list[dict]:
+    """The eval harness (lmsieve.eval, as benchmarks/bench_eval.py) for random, DSIR and Meta-rater
+    from ``fitted`` on the first ``limit`` pool documents. Meta-rater's search saw its own split of
+    the target (stable hash 7), which may overlap the harness's selection half (hash per seed)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from lmsieve.eval.harness import run_eval, summarize
+    from lmsieve.eval.proxy import ProxyEval
+    from lmsieve.io.inputs import load_docs
+
+    pool, _ = load_docs(str(SHARED / "pool"), name="pool")
+    pool = pool.slice(0, limit) if limit else pool
+    chars = int(pc.sum(pc.utf8_length(pool.column("text"))).as_py())
+    tgt = pq.read_table(SHARED / "targets" / f"{target}.parquet", columns=["id", "text", "domain"])
+    proxy = ProxyEval(steps=proxy_steps, eval_every=max(1, proxy_steps // 3), eval_docs=32)
+    runs = run_eval(pool, tgt, ["random", "dsir", "meta_rater"], int(budget_fraction * chars), list(range(seeds)),
+                    proxy=proxy, method_params={"meta_rater": {"fitted": fitted}},
+                    max_target_examples=max_target_examples, progress=lambda m: print(target, m, flush=True))
+    return summarize(runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=32)
@@ -86,7 +109,18 @@ def main() -> None:
     ap.add_argument("--target", default="heldout_code_python")
     ap.add_argument("--eval-seeds", type=int, default=3)
     ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--eval-only", metavar="FITTED", help="only the eval-harness rows, Meta-rater from FITTED")
+    ap.add_argument("--eval-limit", type=int, default=4000, help="eval harness: first N pool documents (0 = all)")
+    ap.add_argument("--eval-proxy-steps", type=int, default=60)
     a = ap.parse_args()
+    if a.eval_only:
+        rows = eval_rows(a.target, a.eval_only, limit=a.eval_limit, seeds=a.eval_seeds, proxy_steps=a.eval_proxy_steps)
+        keys = ["method", "precision", "precision_vs_random", "proxy_loss", "proxy_loss_vs_random", "kl_reduction"]
+        print_table([{k: (f"{r[k]:.4f}" if isinstance(r.get(k), float) else r.get(k, "n/a")) for k in keys}
+                     for r in rows], keys)
+        write_json(f"meta_rater_eval_{a.target}.json", {"rows": rows, "fitted": a.eval_only, "limit": a.eval_limit,
+                                                         "seeds": a.eval_seeds, "machine": machine()})
+        return
     device = a.device
     if device == "auto":
         import torch
