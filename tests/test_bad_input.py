@@ -207,7 +207,7 @@ def test_nan_and_inf_feature_values(files):
     d = docs(8)
     d["q"] = [0.1, 0.5, float("nan"), 0.3, float("inf"), 0.9, 0.2, -float("inf")]
     pool = write(tmp_path / "feat.parquet", d)
-    params = dict(score_columns=["q"], heuristics=False, dsir=False)
+    params = dict(score_columns=["q"], redpajama=False, dsir_refs={}, weights={"q": 1.0})
     with pytest.raises(InputError) as ei:
         lmsieve.select(pool, "meta_rater", target, keep=2, **params)
     assert str(ei.value) == f"{pool}, row 2: non-finite feature"

@@ -1,4 +1,8 @@
-"""Heuristic quality signals (RedPajama/Gopher kind) computed with datatrove's stats blocks.
+"""Heuristic quality signals (Gopher/FineWeb kind) computed with datatrove's stats blocks.
+
+Not Meta-rater's ratings: those are the 11 RedPajama-V2 signals of
+:mod:`lmsieve.features.redpajama_signals` (datatrove's stats have no unigram entropy, top-n-gram
+character fractions or sentence count). These stay available as extra user features.
 
 We reuse ``datatrove.pipeline.stats`` ``WordStats``, ``LineStats`` and ``DocStats``
 ``extract_stats`` (per-document dicts) rather than re-writing the signals; the output folder those

@@ -14,6 +14,11 @@ Modes: :func:`replay` picks among a fixed pool of candidate runs (the paper's re
 Σπ = 1 (botorch#484) for the *live* loop. The recommendation is the argmax of the posterior mean
 at the target fidelity (the paper's MF script used the acquisition value, a quirk we do not copy).
 
+Max-value samples: ``num_mv_samples=1`` as the reference (``mfbayesopt_maxvalue.py``). A failed GP
+fit is not swallowed: it is logged, raised as a :class:`GPFitWarning` and listed in
+``Trace.gp_fit_failures`` (the reference lets ``ModelFittingError`` end the run; we continue with the
+prior hyperparameters so a long replay survives one bad step, and say so).
+
 Choices where the spec is silent: the max-value candidate set is the candidate mixtures projected
 to the target fidelity (at most ``n_mv_candidates`` of them) rather than only the observed X; the
 acquisition is scored on at most ``max_scored`` unqueried rows per step (a stable random subset)
@@ -25,6 +30,7 @@ recommendations use the posterior mean only (variances skipped, in chunks).
 from __future__ import annotations
 
 import functools
+import logging
 import warnings
 from dataclasses import dataclass, field
 
@@ -32,6 +38,11 @@ import numpy as np
 import torch
 
 DTYPE = torch.float64
+log = logging.getLogger(__name__)
+
+
+class GPFitWarning(UserWarning):
+    """The exact-MLL fit of the GP failed (the step continues with the prior hyperparameters)."""
 
 
 def torch_seeded(fn):
@@ -53,9 +64,11 @@ class Trace:
     values: list = field(default_factory=list)
     cum_cost: list = field(default_factory=list)
     recommended: list = field(default_factory=list)  # X row recommended after each step; last = final
+    gp_fit_failures: list = field(default_factory=list)  # "step N: <error>" per failed GP fit
 
     def to_dict(self) -> dict:
-        return {k: [float(x) if isinstance(x, (float, np.floating)) else int(x) for x in v]
+        return {k: (list(v) if k == "gp_fit_failures" else
+                    [float(x) if isinstance(x, (float, np.floating)) else int(x) for x in v])
                 for k, v in self.__dict__.items()}
 
 
@@ -74,12 +87,17 @@ def fit_gp(X: np.ndarray, y: np.ndarray, *, multi_fidelity: bool, maxiter: int =
     else:
         model = SingleTaskGP(tX[:, :-1], tY, outcome_transform=Standardize(m=1))
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    model.fit_error_ = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
-        except Exception:  # noqa: BLE001 — a failed fit keeps the prior hyperparameters
-            pass
+        except Exception as e:  # noqa: BLE001 — reported below, and in Trace.gp_fit_failures
+            model.fit_error_ = f"{type(e).__name__}: {e}"
+    if model.fit_error_ is not None:
+        msg = f"GP fit failed on {len(tX)} runs ({model.fit_error_}); the prior hyperparameters are used"
+        log.warning(msg)
+        warnings.warn(msg, GPFitWarning, stacklevel=2)
     return model
 
 
@@ -93,7 +111,7 @@ def posterior_mean(model, X: np.ndarray, *, multi_fidelity: bool, chunk: int = 5
                                for i in range(0, len(tX), chunk)])
 
 
-def mes_acquisition(model, cand_target: np.ndarray, target_fidelity: float = 1.0, num_mv_samples: int = 10,
+def mes_acquisition(model, cand_target: np.ndarray, target_fidelity: float = 1.0, num_mv_samples: int = 1,
                     num_fantasies: int = 16):
     """Cost-aware multi-fidelity MES (cost = fidelity value, the paper's choice)."""
     from botorch.acquisition.cost_aware import InverseCostWeightedUtility
@@ -126,7 +144,7 @@ def _score(acqf, X: np.ndarray, chunk: int = 256) -> np.ndarray:
 @torch_seeded
 def replay(X: np.ndarray, evaluate, *, budget: float, method: str = "mf-mes", target_fidelity: float = 1.0,
            seed: int = 0, n_init: int = 1, max_steps: int = 200, max_scored: int = 512,
-           n_mv_candidates: int = 256, num_mv_samples: int = 10, gp_maxiter: int = 75) -> Trace:
+           n_mv_candidates: int = 256, num_mv_samples: int = 1, gp_maxiter: int = 75) -> Trace:
     """Choose runs from a fixed pool until the cost ``budget`` is spent.
 
     ``X``: (N, K+1) candidate runs (π, fidelity). ``evaluate(row) -> value`` (maximised). The cost
@@ -164,6 +182,8 @@ def replay(X: np.ndarray, evaluate, *, budget: float, method: str = "mf-mes", ta
     for _ in range(max_steps + 1):
         rows = np.array(trace.rows)
         model = fit_gp(X[rows], np.array(trace.values), multi_fidelity=mf, maxiter=gp_maxiter)
+        if model.fit_error_ is not None:
+            trace.gp_fit_failures.append(f"step {_}: {model.fit_error_}")
         rec_mean = posterior_mean(model, X[target_rows], multi_fidelity=mf)
         trace.recommended.append(int(target_rows[int(np.argmax(rec_mean))]))  # given data so far
         free = allowed[~queried[allowed] & (fid[allowed] <= budget - spent + 1e-12)]
@@ -189,7 +209,7 @@ def project_simplex(w: np.ndarray) -> np.ndarray:
 @torch_seeded
 def suggest_continuous(X: np.ndarray, y: np.ndarray, *, method: str = "qlogei", fidelities=(1.0,),
                        target_fidelity: float = 1.0, seed: int = 0, num_restarts: int = 4,
-                       raw_samples: int = 64, num_mv_samples: int = 10) -> tuple[np.ndarray, float]:
+                       raw_samples: int = 64, num_mv_samples: int = 1) -> tuple[np.ndarray, float]:
     """Live mode: the next (π, fidelity) to run, optimised over the simplex (Σπ = 1, π ≥ 0)."""
     from botorch.optim import optimize_acqf, optimize_acqf_mixed
 

@@ -12,7 +12,9 @@ Methods and modes (ADMIRE-BayesOpt, Chen et al., arXiv 2508.11551; RegMix, Liu e
   picks it. Cost budget: ``n_runs`` target-fidelity runs' worth (Σ fidelity costs).
 * the same with ``mode="continuous"`` (*live*): optimise the acquisition over the simplex.
 * ``random``: ``n_runs`` Dirichlet(1) mixtures at the target fidelity, best observed.
-* ``regmix``: the same runs, a LightGBM surrogate, the mean of the 128 best of 100k candidates.
+* ``regmix``: ``n_runs`` of RegMix's own mixtures (prior = the components' token shares ``prior``,
+  tempered, usage-capped, rounded, de-duplicated: :func:`~lmsieve.mixtures.baselines.regmix_mixtures`),
+  a LightGBM surrogate, the mean of the 128 best of 100k Dirichlet(prior) candidates.
 
 Choice where the spec is silent: the pool contains the vertices and the uniform mixture, because
 in a live setting the single-source mixtures are the natural extremes a user wants compared, and a
@@ -23,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from lmsieve.mixtures import bayesopt as bo
-from lmsieve.mixtures.baselines import dirichlet, regmix_search
+from lmsieve.mixtures.baselines import dirichlet, regmix_mixtures, regmix_search
 from lmsieve.mixtures.runs import Fidelity, RunTable, run_or_skip
 from lmsieve.schemas.errors import ConfigError, InputError
 
@@ -38,10 +40,11 @@ def candidate_pool(k: int, n: int, seed: int) -> np.ndarray:
 
 def optimise(train_fn, components: list, target: str, table: RunTable, *, fidelities: list, method: str = "qlogei",
              mode: str = "pool", n_init: int = 4, n_runs: int = 10, n_candidates: int = 256,
-             max_runs: int | None = None, seed: int = 0, n_steps: int | None = None) -> dict:
+             max_runs: int | None = None, seed: int = 0, n_steps: int | None = None, prior=None) -> dict:
     """Minimise ``loss_<target>`` over mixtures of ``components``; fidelity costs are ``Fidelity.cost``
     (the largest is the target fidelity). Returns the recommendation, the run table rows and the
-    cost trace. ``n_steps`` (continuous mode) defaults to ``n_runs - n_init``."""
+    cost trace. ``n_steps`` (continuous mode) defaults to ``n_runs - n_init``. ``prior``: the
+    components' token shares (RegMix's prior; default uniform)."""
     if method not in METHODS:
         raise ConfigError(f"optimise.method: expected one of {METHODS}, got {method!r}")
     if mode not in MODES:
@@ -56,10 +59,14 @@ def optimise(train_fn, components: list, target: str, table: RunTable, *, fideli
         return float(run_or_skip(table, train_fn, weights, f, seed)[f"loss_{target}"])
 
     out = {"method": method, "mode": mode, "target_fidelity": by_cost[target_cost].name}
-    if method in ("random", "regmix"):
+    if method == "random":
         W = dirichlet(n_runs, k, seed)
         losses = np.array([run(w, target_cost) for w in W])
-        rec = W[int(np.argmin(losses))] if method == "random" else regmix_search(W, losses, seed=seed + 1)["weights"]
+        rec = W[int(np.argmin(losses))]
+    elif method == "regmix":
+        W = regmix_mixtures(n_runs, prior, seed, k=k)
+        losses = np.array([run(w, target_cost) for w in W])
+        rec = regmix_search(W, losses, seed=seed + 1, prior=prior)["weights"]
     elif mode == "continuous":
         steps = max(0, n_runs - n_init) if n_steps is None else n_steps
         res = bo.live(run, k, n_init=n_init, n_steps=steps, method=method, fidelities=tuple(sorted(by_cost)),

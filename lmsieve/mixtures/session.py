@@ -107,13 +107,14 @@ def run_optimise(spec_path, out: str, *, train_fn=None) -> dict:
         train_fn = ProxyRunner(pool, targets, budget_tokens=mix.budget, component_column=mix.component_column,
                                seed=opt["seed"], eval_docs=opt.get("eval_docs", 64),
                                eval_chars=opt.get("eval_chars", 1024))
+    natural = natural_mixture(pool, comps, mix.component_column) if pool is not None else None
     os.makedirs(out, exist_ok=True)
     table = RunTable(os.path.join(out, RUNS))
     res = optimise(train_fn, comps, obj, table, fidelities=opt["fidelities"], method=opt.get("method", "qlogei"),
                    mode=opt.get("mode", "pool"), n_init=opt.get("n_init", 4), n_runs=opt.get("n_runs", 10),
-                   n_candidates=opt.get("n_candidates", 256), max_runs=opt.get("max_runs"), seed=opt["seed"])
+                   n_candidates=opt.get("n_candidates", 256), max_runs=opt.get("max_runs"), seed=opt["seed"],
+                   prior=[natural[c] for c in comps] if natural else None)
     rec = res["recommended"]
-    natural = natural_mixture(pool, comps, mix.component_column) if pool is not None else None
     compared = {}
     if opt.get("compare", True):
         top = max(opt["fidelities"], key=lambda f: f.cost)
@@ -123,7 +124,8 @@ def run_optimise(spec_path, out: str, *, train_fn=None) -> dict:
                 compared[name] = evaluate_mixture(train_fn, w, top, obj, table, seed=opt["seed"])
     others = {"uniform": {c: 1 / len(comps) for c in comps}}
     extra = {"method": res["method"], "mode": res["mode"], "target_fidelity": res["target_fidelity"],
-             "loss_at_target_fidelity": compared}
+             "loss_at_target_fidelity": compared,
+             "gp_fit_failures": res.get("trace", {}).get("gp_fit_failures", [])}
     return _write(out, mix, table.rows, comps, obj, rec, natural, others, extra)
 
 
