@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from lmsieve.schemas.errors import LmsieveError
@@ -42,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"lmsieve {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log each step's time and throughput (and other details) to stderr")
+    parser.add_argument("--log-file", metavar="FILE",
+                        help="also keep progress, timings and warnings in FILE (select, run and eval keep "
+                             "them in OUT/lmsieve.log as well)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in COMMAND_MODULES:
         importlib.import_module(mod).add_parser(sub)
@@ -52,8 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    from lmsieve import progress
+    from lmsieve.warnings_filter import silence_library_noise
+
+    silence_library_noise()
+    progress.setup_logging(args.verbose, args.log_file)
+    progress.configure(enabled=not getattr(args, "no_progress", False))
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

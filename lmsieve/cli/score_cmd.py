@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from lmsieve.cli.common import add_invalid_args, add_method_args, one_or_many, parse_params, scores_table
+from lmsieve.cli.common import add_invalid_args, add_method_args, check_out, one_or_many, parse_params, scores_table
 
 
 def add_parser(sub) -> None:
@@ -24,6 +24,7 @@ def run(args) -> int:
     from lmsieve.api import drop_nonfinite, fit_and_score, load_pool
     from lmsieve.io.parquet import write_table
 
+    check_out(args.out, "file", example="scores.parquet")
     params = parse_params(args.param)
     pool, _, q = load_pool(one_or_many(args.pool), args.method, params, args.on_invalid, args.max_doc_bytes,
                            columns=["id", "text"])

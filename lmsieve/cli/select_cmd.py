@@ -7,7 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lmsieve.cli.common import add_invalid_args, add_method_args, one_or_many, parse_params, scores_table
+from lmsieve.cli.common import (add_invalid_args, add_method_args, check_out, keep_log, one_or_many, parse_params,
+                                scores_table)
 
 SHARD_ROWS = 100_000
 
@@ -64,6 +65,7 @@ def run(args) -> int:
     from lmsieve.schemas.manifest import build_manifest, domain_counts
     from lmsieve.schemas.quarantine import DEFAULT_MAX_DOC_BYTES, QUARANTINE_FILE, manifest_counts
 
+    check_out(args.out, "dir", example="selected-*.parquet, scores.parquet, manifest.json")
     params = parse_params(args.param)
     on_invalid = getattr(args, "on_invalid", "error")  # callers that build their own Namespace (demo)
     max_doc_bytes = getattr(args, "max_doc_bytes", DEFAULT_MAX_DOC_BYTES)
@@ -79,6 +81,7 @@ def run(args) -> int:
                         temperature=args.temperature, pool_files=pool_files, target_files=target_files,
                         extra={"on_invalid": on_invalid, "max_doc_bytes": max_doc_bytes})
     run_dir = open_run(args.out, config, resume=not getattr(args, "no_resume", False))  # demo builds its own args
+    keep_log(args.out)  # inputs and parameters are valid: from here on OUT holds the run's log
     sel, res = fit_score_sample(run_dir, args.method, params, target, pool, budget, seed=args.seed,
                                 ranking=args.ranking, temperature=args.temperature, progress=not args.no_progress,
                                 screen=lambda p, s, e: drop_nonfinite(quarantine, p, s, e))

@@ -201,14 +201,18 @@ class Betr(FittedDirMixin, Selector):
         tr = np.flatnonzero(~held)
         if len(tr) < 10:
             raise InputError(f"BETR needs a pool sample of at least a few dozen documents, got {len(ids)}", "pool")
+        from lmsieve import progress as _progress
+
         emb = self._embedder()
-        q = emb.encode(t_texts, side="query")
-        d = emb.encode([texts[i] for i in tr])
+        with _progress.step("BETR: embed target and pool sample", items=len(t_texts) + len(tr)):
+            q = emb.encode(t_texts, side="query")
+            d = emb.encode([texts[i] for i in tr])
         _, tie, self.k_, (_, idx) = best_ranks(q, d, p["positive_fraction"], p["aggregation"] == "mean")
         label = rank_scores(idx, len(tr), p["aggregation"])
         pos, neg = balanced_labels(label, tie, [ids[i] for i in tr], p["positive_fraction"], p["seed"])
         self.n_positive_, self.n_negative_ = int(len(pos)), int(len(neg))
-        self.model_ = self._train([texts[tr[i]] for i in pos], [texts[tr[i]] for i in neg])
+        with _progress.step("BETR: train fastText", items=len(pos) + len(neg)):
+            self.model_ = self._train([texts[tr[i]] for i in pos], [texts[tr[i]] for i in neg])
         ho = [texts[i] for i in np.flatnonzero(held)] or [texts[i] for i in tr]
         self.threshold_ = 0.0 if p["token_fraction"] >= 1 else \
             token_threshold(self.predict(ho), token_counts(ho), p["token_fraction"])
