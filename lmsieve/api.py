@@ -26,9 +26,10 @@ def make_selector(method: str, **params) -> Selector:
     return get_selector_class(method)(**params)
 
 
-def load_target(target, name: str = "target") -> pa.Table:
+def load_target(target, name: str = "target", text_column: str | None = None,
+                id_column: str | None = None) -> pa.Table:
     """The target documents (always validated strictly); an empty target is an error naming it."""
-    tgt, files = load_docs(target, name=name)
+    tgt, files = load_docs(target, name=name, text_column=text_column, id_column=id_column)
     if tgt.num_rows == 0:
         where = ", ".join(f.path for f in files) or f"<{name}>"
         raise ConfigError(f"{where}: the target set is empty (0 documents)")
@@ -217,16 +218,32 @@ def fit_and_score(method: str, target, table: pa.Table, pool_sample=None, progre
     return sel, s, e
 
 
+def _mapped_target(target, text_column, id_column):
+    """The target loaded with a column mapping (each of several named targets alike)."""
+    if text_column is None and id_column is None:
+        return target
+    if isinstance(target, dict):
+        return {k: load_target(v, f"target {k}", text_column, id_column) for k, v in target.items()}
+    return load_target(target, "target", text_column, id_column)
+
+
 def score(docs, method: str, target, *, pool_sample=None, progress: bool = False, on_invalid="error",
-          max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, **params) -> np.ndarray:
+          max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, text_column: str | None = None,
+          id_column: str | None = None, target_text_column: str | None = None, target_id_column: str | None = None,
+          **params) -> np.ndarray:
     """Scores aligned with ``docs`` (higher is better unless the method says otherwise).
 
     Ineligible documents (e.g. DSIR's under-100-word ones) still get their score; use
     :func:`select` for selection, which excludes them. ``on_invalid``: "error" (default: a bad
     document raises InputError naming its file and row), "quarantine" (its score is NaN and a
     warning counts them) or a :class:`lmsieve.schemas.quarantine.Quarantine` to fill.
+    ``text_column`` / ``id_column``: where files or tables keep the text and ids (default ``text``,
+    ``id``; absent ids are generated, :mod:`lmsieve.io.columns`); ``target_text_column`` /
+    ``target_id_column``: the same for the target (default: the pool's).
     """
-    table, _, q = load_pool(docs, method, params, on_invalid, max_doc_bytes, columns=[ID, TEXT])
+    table, _, q = load_pool(docs, method, params, on_invalid, max_doc_bytes, columns=[ID, TEXT],
+                            text_column=text_column, id_column=id_column)
+    target = _mapped_target(target, target_text_column or text_column, target_id_column or id_column)
     _, s, e = fit_and_score(method, target, table, pool_sample, progress, **params)
     table, s, e = drop_nonfinite(q, table, s, e)
     _report(q, isinstance(on_invalid, Quarantine))
@@ -238,15 +255,20 @@ def score(docs, method: str, target, *, pool_sample=None, progress: bool = False
 def select(docs, method: str, target, keep=None, seed: int = 0, *, keep_chars_fraction: float | None = None,
            threshold: float | None = None, ranking: str | None = None, temperature: float = 1.0,
            pool_sample=None, progress: bool = False, on_invalid="error",
-           max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, **params) -> pa.Table:
+           max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, text_column: str | None = None,
+           id_column: str | None = None, target_text_column: str | None = None,
+           target_id_column: str | None = None, **params) -> pa.Table:
     """The selected documents (all input columns, input order).
 
     ``keep``: a count or a fraction of documents; or ``keep_chars_fraction`` / ``threshold``.
     ``ranking``: "topk" or "gumbel" (default: the method's paper default). ``on_invalid``: as in
     :func:`score`; quarantined documents are never selected (a fraction counts the valid ones).
+    ``text_column`` / ``id_column`` / ``target_*``: as in :func:`score`.
     """
     budget = make_budget(keep, keep_chars_fraction, threshold)
-    table, _, q = load_pool(docs, method, params, on_invalid, max_doc_bytes)
+    table, _, q = load_pool(docs, method, params, on_invalid, max_doc_bytes, text_column=text_column,
+                            id_column=id_column)
+    target = _mapped_target(target, target_text_column or text_column, target_id_column or id_column)
     sel, s, e = fit_and_score(method, target, table, pool_sample, progress, **params)
     table, s, e = drop_nonfinite(q, table, s, e)
     _report(q, isinstance(on_invalid, Quarantine))

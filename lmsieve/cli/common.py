@@ -15,12 +15,40 @@ def add_method_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", required=True, choices=available_methods(),
                    help="selection method (dsir: hashed n-gram importance resampling; zipfit: gzip alignment)")
     p.add_argument("--target", required=True, nargs="+", metavar="T",
-                   help="target examples: Parquet file(s), directory or glob with id/text columns")
+                   help="target examples: file(s), directory or glob (" + INPUT_FORMATS + ")")
     p.add_argument("--pool", required=True, nargs="+", metavar="P",
-                   help="documents to score: Parquet file(s), directory or glob (local or gs://, s3://)")
+                   help="documents to score: file(s), directory or glob, local or gs://, s3:// (" + INPUT_FORMATS + ")")
+    add_column_args(p)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="method parameter, repeatable; VALUE is JSON or a plain string "
                         "(e.g. --param num_buckets=20000 --param codec=lz4)")
+
+
+INPUT_FORMATS = ("Parquet, JSONL/.jsonl.gz/.jsonl.zst incl. dolma and datatrove layouts, CSV/TSV, or a Hugging Face "
+                 "datasets directory from save_to_disk")
+
+
+def add_column_args(p: argparse.ArgumentParser, target: bool = True) -> None:
+    """``--text-column`` / ``--id-column`` (and the target's, defaulting to the same)."""
+    p.add_argument("--text-column", metavar="COL", default=None,
+                   help="column holding the document text (default 'text')")
+    p.add_argument("--id-column", metavar="COL", default=None,
+                   help="column holding unique document ids (default 'id'; absent: ids are generated as "
+                        "FILE_NAME:ROW, see docs/inputs.md); integer ids become their decimal text")
+    if target:
+        p.add_argument("--target-text-column", metavar="COL", default=None,
+                       help="the target's text column (default: --text-column)")
+        p.add_argument("--target-id-column", metavar="COL", default=None,
+                       help="the target's id column (default: --id-column)")
+
+
+def column_kw(args, target: bool = False) -> dict:
+    """``text_column``/``id_column`` keywords for :func:`lmsieve.io.inputs.load_docs` from the args."""
+    text, ident = getattr(args, "text_column", None), getattr(args, "id_column", None)
+    if target:
+        text = getattr(args, "target_text_column", None) or text
+        ident = getattr(args, "target_id_column", None) or ident
+    return {"text_column": text, "id_column": ident}
 
 
 def add_invalid_args(p: argparse.ArgumentParser) -> None:

@@ -24,6 +24,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-target-examples", type=int, default=None, metavar="N",
                    help="show every method at most N selection-half examples (bounds ZIP-FIT's cost)")
     p.add_argument("--out", required=True, metavar="DIR")
+    from lmsieve.cli.common import add_column_args
+
+    add_column_args(p)
     p.set_defaults(func=run)
 
 
@@ -34,11 +37,15 @@ def run(args) -> int:
     from lmsieve.eval.report import markdown_table, write_report
     from lmsieve.io.inputs import load_docs
 
-    pool, _ = load_docs(one_or_many(args.pool), name="pool")
-    target, _ = load_docs(one_or_many(args.target), name="target")
+    from lmsieve.cli.common import check_out, column_kw, keep_log
+
+    check_out(args.out, "dir", example="eval.md, eval.json, plots")
+    pool, _ = load_docs(one_or_many(args.pool), name="pool", **column_kw(args))
+    target, _ = load_docs(one_or_many(args.target), name="target", **column_kw(args, target=True))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     proxy = ProxyEval(steps=args.proxy_steps, eval_every=max(1, args.proxy_steps // 6)) if args.proxy_steps > 0 else None
     seeds = list(range(args.seeds))
+    keep_log(args.out)
     runs = run_eval(pool, target, methods, args.budget_chars, seeds, proxy=proxy,
                     max_target_examples=args.max_target_examples,
                     progress=lambda msg: print(msg, file=sys.stderr, flush=True))

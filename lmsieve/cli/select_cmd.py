@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lmsieve.cli.common import (add_invalid_args, add_method_args, check_out, keep_log, one_or_many, parse_params,
-                                scores_table)
+from lmsieve.cli.common import (add_invalid_args, add_method_args, check_out, column_kw, keep_log, one_or_many,
+                                parse_params, scores_table)
 
 SHARD_ROWS = 100_000
 
@@ -70,8 +70,9 @@ def run(args) -> int:
     on_invalid = getattr(args, "on_invalid", "error")  # callers that build their own Namespace (demo)
     max_doc_bytes = getattr(args, "max_doc_bytes", DEFAULT_MAX_DOC_BYTES)
     pool, pool_files, quarantine = load_pool(one_or_many(args.pool), args.method, params, on_invalid,
-                                             max_doc_bytes, checksums=True)
-    target, target_files = load_docs(one_or_many(args.target), name="target", checksums=True)
+                                             max_doc_bytes, checksums=True, **column_kw(args))
+    target, target_files = load_docs(one_or_many(args.target), name="target", checksums=True,
+                                     **column_kw(args, target=True))
     if target.num_rows == 0:
         from lmsieve.schemas.errors import ConfigError
 
