@@ -23,7 +23,10 @@ SCORE_BATCH_ROWS = 4096
 
 
 def make_selector(method: str, **params) -> Selector:
-    return get_selector_class(method)(**params)
+    """A selector by name; parameters are checked against its signature first (one-line errors)."""
+    from lmsieve.selectors.params import construct
+
+    return construct(get_selector_class(method), params)
 
 
 def load_target(target, name: str = "target", text_column: str | None = None,
@@ -193,7 +196,17 @@ def run_selection(selector: Selector, table: pa.Table, budget: Budget, *, seed: 
         indices = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
     else:
         indices = select_indices(scores, ids, budget, seed=seed, eligible=eligible, **kw)
+    if budget.k is not None and len(indices) < budget.k:
+        import logging
+
+        n_inel = int((~np.asarray(eligible, dtype=bool)).sum()) if eligible is not None else 0
+        why = f" ({n_inel} not eligible for {selector.name}{_INELIGIBLE.get(selector.name, '')})" if n_inel else ""
+        logging.getLogger("lmsieve").warning("asked to keep %d documents but the pool has %d%s: selected %d",
+                                             budget.k, table.num_rows, why, len(indices))
     return Selection(table, indices, scores, eligible, budget, ranking, seed)
+
+
+_INELIGIBLE = {"dsir": ": under min_example_length words"}
 
 
 def fit_and_score(method: str, target, table: pa.Table, pool_sample=None, progress: bool | None = False,
@@ -239,11 +252,13 @@ def score(docs, method: str, target, *, pool_sample=None, progress: bool = False
     warning counts them) or a :class:`lmsieve.schemas.quarantine.Quarantine` to fill.
     ``text_column`` / ``id_column``: where files or tables keep the text and ids (default ``text``,
     ``id``; absent ids are generated, :mod:`lmsieve.io.columns`); ``target_text_column`` /
-    ``target_id_column``: the same for the target (default: the pool's).
+    ``target_id_column``: the same for the target (default: the pool's where the target has them,
+    else ``text`` / ``id``).
     """
     table, _, q = load_pool(docs, method, params, on_invalid, max_doc_bytes, columns=[ID, TEXT],
                             text_column=text_column, id_column=id_column)
-    target = _mapped_target(target, target_text_column or text_column, target_id_column or id_column)
+    target = _mapped_target(target, target_text_column or (text_column and [text_column, TEXT]),
+                            target_id_column or (id_column and [id_column, ID]))
     _, s, e = fit_and_score(method, target, table, pool_sample, progress, **params)
     table, s, e = drop_nonfinite(q, table, s, e)
     _report(q, isinstance(on_invalid, Quarantine))
@@ -268,7 +283,8 @@ def select(docs, method: str, target, keep=None, seed: int = 0, *, keep_chars_fr
     budget = make_budget(keep, keep_chars_fraction, threshold)
     table, _, q = load_pool(docs, method, params, on_invalid, max_doc_bytes, text_column=text_column,
                             id_column=id_column)
-    target = _mapped_target(target, target_text_column or text_column, target_id_column or id_column)
+    target = _mapped_target(target, target_text_column or (text_column and [text_column, TEXT]),
+                            target_id_column or (id_column and [id_column, ID]))
     sel, s, e = fit_and_score(method, target, table, pool_sample, progress, **params)
     table, s, e = drop_nonfinite(q, table, s, e)
     _report(q, isinstance(on_invalid, Quarantine))

@@ -12,8 +12,9 @@ from lmsieve.selectors.base import available_methods
 
 
 def add_method_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", required=True, choices=available_methods(),
-                   help="selection method (dsir: hashed n-gram importance resampling; zipfit: gzip alignment)")
+    p.add_argument("--method", required=True, choices=available_methods(), metavar="METHOD",
+                   help="selection method: " + ", ".join(available_methods()) + " (`lmsieve methods` describes "
+                        "each: paper, parameters, defaults, when to use it)")
     p.add_argument("--target", required=True, nargs="+", metavar="T",
                    help="target examples: file(s), directory or glob (" + INPUT_FORMATS + ")")
     p.add_argument("--pool", required=True, nargs="+", metavar="P",
@@ -21,7 +22,7 @@ def add_method_args(p: argparse.ArgumentParser) -> None:
     add_column_args(p)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="method parameter, repeatable; VALUE is JSON or a plain string "
-                        "(e.g. --param num_buckets=20000 --param codec=lz4)")
+                        "(e.g. --param num_buckets=20000 --param codec=lz4); `lmsieve methods METHOD` lists them")
 
 
 INPUT_FORMATS = ("Parquet, JSONL/.jsonl.gz/.jsonl.zst incl. dolma and datatrove layouts, CSV/TSV, or a Hugging Face "
@@ -37,17 +38,17 @@ def add_column_args(p: argparse.ArgumentParser, target: bool = True) -> None:
                         "FILE_NAME:ROW, see docs/inputs.md); integer ids become their decimal text")
     if target:
         p.add_argument("--target-text-column", metavar="COL", default=None,
-                       help="the target's text column (default: --text-column)")
+                       help="the target's text column (default: --text-column where the target has it, else 'text')")
         p.add_argument("--target-id-column", metavar="COL", default=None,
-                       help="the target's id column (default: --id-column)")
+                       help="the target's id column (default: --id-column where the target has it, else 'id')")
 
 
 def column_kw(args, target: bool = False) -> dict:
     """``text_column``/``id_column`` keywords for :func:`lmsieve.io.inputs.load_docs` from the args."""
     text, ident = getattr(args, "text_column", None), getattr(args, "id_column", None)
-    if target:
-        text = getattr(args, "target_text_column", None) or text
-        ident = getattr(args, "target_id_column", None) or ident
+    if target:  # the target's own columns, else the pool's where the target has them, else the standard names
+        text = getattr(args, "target_text_column", None) or (text and [text, "text"])
+        ident = getattr(args, "target_id_column", None) or (ident and [ident, "id"])
     return {"text_column": text, "id_column": ident}
 
 

@@ -25,18 +25,28 @@ COMMAND_MODULES = [
     "lmsieve.cli.verify_cmd",
     "lmsieve.cli.mix_cmd",
     "lmsieve.cli.prefilter_cmd",
+    "lmsieve.cli.convert_cmd",
+    "lmsieve.cli.methods_cmd",
 ]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (and exit 2), like every other lmsieve error."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from lmsieve import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lmsieve",
         description=(
             "Select training data that looks like a target. Score a pool of documents "
-            "(Parquet with 'id' and 'text' columns) against target examples, keep the best, "
-            "and write the selection with a manifest. Start with `lmsieve demo`."
+            "(Parquet, JSONL, CSV or a Hugging Face datasets directory; 'id' and 'text' columns or "
+            "--text-column/--id-column) against target examples, keep the best, and write the selection "
+            "with a manifest. Start with `lmsieve demo`; `lmsieve methods` lists the methods."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

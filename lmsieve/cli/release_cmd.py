@@ -39,6 +39,9 @@ def add_parser(sub) -> None:
                    help="licence notes to carry as LICENSES.md (default: a LICENSES.md/LICENSE/COPYING "
                         "beside the pool's input files, if any)")
     p.add_argument("--job-spec", metavar="PATH", help="job spec (e.g. jobs/x.toml) to carry as job.toml")
+    p.add_argument("--format", choices=["parquet", "jsonl", "jsonl.gz"], default="parquet",
+                   help="shard format: zstd Parquet (default), or JSON Lines (one object per document, all "
+                        "columns; .jsonl.gz compressed) for trainers that read JSONL; verify checks either")
     p.set_defaults(func=run)
 
 
@@ -47,7 +50,8 @@ def run(args) -> int:
 
     m = make_release(args.selection, args.out, name=args.name, max_rows_per_shard=args.max_rows_per_shard,
                      target_shard_bytes=args.target_shard_bytes, licenses=args.license,
-                     license_file=args.license_file, job_spec=args.job_spec, description=args.description)
+                     license_file=args.license_file, job_spec=args.job_spec, description=args.description,
+                     fmt=args.format)
     c = m["counts"]["released"]
     print(f"released {c['documents']:,} documents ({c['characters']:,} characters, {c['tokens']:,} tokens) "
           f"in {len(m['shards'])} shard(s) -> {args.out}")

@@ -25,7 +25,16 @@ from lmsieve.schemas.document import ID, TEXT
 from lmsieve.schemas.errors import InputError
 
 
-def _rename(table: pa.Table, src: str, dst: str, flag: str, source: str) -> pa.Table:
+def _pick(table: pa.Table, name):
+    """A column name, or the first of several candidates the table has (the target's mapping defaults
+    to the pool's, then to the standard name)."""
+    if isinstance(name, (list, tuple)):
+        return next((n for n in name if n in table.column_names), name[0])
+    return name
+
+
+def _rename(table: pa.Table, src, dst: str, flag: str, source: str) -> pa.Table:
+    src = _pick(table, src)
     if src == dst:
         return table
     if src not in table.column_names:
@@ -52,20 +61,24 @@ def _string_ids(col: pa.ChunkedArray, source: str) -> pa.ChunkedArray:
             ints = pa.array(np.where(np.isnan(vals), 0, vals).astype(np.int64), mask=np.isnan(vals))
             return pa.chunked_array([ints.cast(pa.string())])
         bad = int(np.flatnonzero(~ok)[0])
-        raise InputError(f"id {vals[bad]!r} is not a whole number; ids must be strings or integers", source, bad)
+        raise InputError(f"id {float(vals[bad])!r} is not a whole number; ids must be strings or integers", source, bad)
     raise InputError(f"column 'id' has type {t}; ids must be strings or integers (integers become their "
                      "decimal text)", source)
 
 
-def map_columns(table: pa.Table, source: str, *, text_column: str | None = None, id_column: str | None = None,
+def map_columns(table: pa.Table, source: str, *, text_column=None, id_column=None,
                 require_text: bool = True, id_prefix: str | None = None) -> pa.Table:
     """``table`` with ``text``/``id`` mapped, ids generated where absent and made strings.
 
+    ``text_column`` / ``id_column``: a name, or a list of candidates (the first present is used).
     ``id_prefix``: the file name for generated ids (``None``: row numbers, for in-memory tables)."""
-    if require_text or (text_column and text_column in table.column_names):
+    if require_text or (text_column and _pick(table, text_column) in table.column_names):
         table = _rename(table, text_column or TEXT, TEXT, "--text-column", source)
     if id_column is not None:
-        table = _rename(table, id_column, ID, "--id-column", source)
+        if isinstance(id_column, (list, tuple)) and ID in id_column and _pick(table, id_column) not in table.column_names:
+            id_column = None  # the target's id defaults to the pool's id column, else "id", else generated
+        else:
+            table = _rename(table, id_column, ID, "--id-column", source)
     if ID not in table.column_names:
         if TEXT not in table.column_names and require_text:
             return table  # the validation names what is missing

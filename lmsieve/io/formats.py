@@ -162,7 +162,9 @@ def read_jsonl_bytes(raw: bytes, path: str) -> pa.Table:
                 hint = " (a JSON array; expected JSON Lines: one JSON object per line)"
             raise InputError(f"not valid JSON ({exc.__class__.__name__}: {exc}){hint}", path, row) from None
         if not isinstance(rec, dict):
-            raise InputError(f"a JSON {type(rec).__name__}, expected an object per line (JSON Lines)", path, row)
+            kind = {"list": "array", "str": "string", "int": "number", "float": "number"}.get(type(rec).__name__,
+                                                                                            type(rec).__name__)
+            raise InputError(f"a JSON {kind}; expected JSON Lines (one JSON object per line)", path, row)
         for k in rec:
             keys.setdefault(k, None)
         records.append(rec)

@@ -82,8 +82,11 @@ def read_documents(
 
     q = quarantine if quarantine is not None else Quarantine("error")
     paths = expand_paths(spec)
-    src_id, src_text = id_column or ID, text_column or TEXT
-    need = [src_id, src_text] if require_text else [src_id]
+    def names(c, default):
+        return [default] if c is None else ([c] if isinstance(c, str) else list(c))
+
+    src_id, src_text = names(id_column, ID), names(text_column, TEXT)
+    need = src_id + src_text if require_text else src_id
     cols = None if columns is None else list(dict.fromkeys(
         need + [c for c in columns if c not in (ID, TEXT)] + list(feature_columns)))
     tables, files = [], []
@@ -91,10 +94,10 @@ def read_documents(
     generated: dict[str, str] = {}  # id prefix -> file, for files whose ids are generated
     kept = 0
     for p in paths:
-        t = read_any(p, cols, string_columns=(src_id, src_text))
+        t = read_any(p, cols, string_columns=tuple(src_id + src_text))
         n_file = t.num_rows
         prefix = generated_id_prefix(p)
-        if src_id not in t.column_names and id_column is None:
+        if not set(src_id) & set(t.column_names) and (id_column is None or ID in src_id):
             if prefix in generated:
                 from lmsieve.io.columns import check_generated_names
 

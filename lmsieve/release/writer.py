@@ -154,17 +154,23 @@ def _is_release(d: str) -> bool:
 
 def make_release(selection, out: str, *, name: str, max_rows_per_shard: int = 100_000,
                  target_shard_bytes: int = 256 << 20, licenses: list[str] | tuple = (),
-                 license_file: str | None = None, job_spec: str | None = None, description: str = "") -> dict:
+                 license_file: str | None = None, job_spec: str | None = None, description: str = "",
+                 fmt: str = "parquet") -> dict:
     """Write a release of ``selection`` (a directory or a :class:`SelectionDir`) to ``out``;
     returns the release manifest. ``licenses``: licence identifiers for the card (SPDX, e.g.
     ``["bsd-3-clause", "psf-2.0"]``); ``license_file``: licence notes copied in as ``LICENSES.md``
-    (default: one found beside the pool's input files); ``job_spec``: the job file to carry."""
+    (default: one found beside the pool's input files); ``job_spec``: the job file to carry;
+    ``fmt``: the shards' format, "parquet" (default), "jsonl" or "jsonl.gz"."""
     from lmsieve.release.card import write_card
 
     if not name or "\n" in name:
         raise ConfigError("--name must be a non-empty single line")
     if max_rows_per_shard < 1 or target_shard_bytes < 1:
         raise ConfigError("--max-rows-per-shard and --target-shard-bytes must be positive")
+    from lmsieve.release.shards import FORMATS
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     sel = selection if isinstance(selection, SelectionDir) else read_selection(selection)
     out = os.path.abspath(os.fspath(out))
     if os.path.commonpath([out, os.path.abspath(sel.path)]) in (out, os.path.abspath(sel.path)):
@@ -182,7 +188,7 @@ def make_release(selection, out: str, *, name: str, max_rows_per_shard: int = 10
         docs = sel.documents
         counts = release_counts(docs)
         check_counts(sel, counts)
-        shards = write_shards(docs, tmp, max_rows_per_shard, target_shard_bytes, text_counts)
+        shards = write_shards(docs, tmp, max_rows_per_shard, target_shard_bytes, text_counts, fmt)
         extra = []
         lic = {"declared": sorted(set(licenses)), "column": license_column(docs.schema), "file": None, "source": None}
         if license_file:
@@ -193,6 +199,8 @@ def make_release(selection, out: str, *, name: str, max_rows_per_shard: int = 10
             shutil.copyfile(job_spec, os.path.join(tmp, JOB_SPEC))
             extra.append(JOB_SPEC)
         options = {"max_rows_per_shard": max_rows_per_shard, "target_shard_bytes": target_shard_bytes}
+        if fmt != "parquet":  # absent for Parquet: earlier releases' manifests stay byte-identical
+            options["format"] = fmt
         extra += write_card(tmp, sel, name=name, shards=shards, counts=counts, licenses=lic, description=description)
         manifest = build_manifest(sel, name=name, shards=shards, files=extra, root=tmp, schema=docs.schema,
                                   counts=counts, licenses=lic, options=options,
