@@ -158,7 +158,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tr.write_line(f"{other_ran} tests ran on data shipped with the repository or generated in the test")
     if shared_available():
         tr.write_line(f"{ran} tests ran on the shared data at {SHARED_DATA}")
-    else:
+    elif skipped:
         tr.write_line(f"{skipped} tests need the shared data and were SKIPPED: not found at {SHARED_DATA}")
         tr.write_line(f"to run them: {HOW_TO_GET}")
 

@@ -119,3 +119,20 @@ def test_methods_lists_every_method_with_paper_parameters_and_when():
     assert r.stdout.count("when: ") == len(available_methods())
     r = lmsieve("methods", "zipfit")
     assert "codec: str = 'gzip'" in r.stdout and "level: int = 1" in r.stdout
+
+
+def test_select_threshold_keeps_every_eligible_document_at_or_above_it(tmp_path):
+    """`--threshold` (documented in docs/datatrove.md) exists and keeps eligible & score >= T."""
+    import numpy as np
+
+    r = lmsieve(*SCORE, "--out", tmp_path / "s.parquet", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    sc = pq.read_table(tmp_path / "s.parquet")
+    s, e = sc.column("score").to_numpy(), sc.column("eligible").to_numpy(zero_copy_only=False)
+    t = float(np.median(s[e]))
+    r = lmsieve(*SEL, "--threshold", repr(t), "--out", tmp_path / "o", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    got = set(pa.concat_tables(pq.read_table(p) for p in (tmp_path / "o").glob("selected-*.parquet"))
+              .column("id").to_pylist())
+    want = {i for i, x, ok in zip(sc.column("id").to_pylist(), s, e) if ok and x >= t}
+    assert got == want and len(want) > 10

@@ -41,6 +41,9 @@ def add_parser(sub) -> None:
     budget.add_argument("--keep", type=int, metavar="N", help="keep N documents")
     budget.add_argument("--keep-chars-fraction", type=float, metavar="F",
                         help="keep the best documents until they hold F of all characters")
+    budget.add_argument("--threshold", type=float, metavar="T",
+                        help="keep every eligible document scoring at least T (at most T for methods where lower "
+                             "is better: `lmsieve methods`); the same rule as the datatrove LmsieveFilter")
     p.add_argument("--seed", type=int, default=0, help="seed of the stable (seed, id) hash (default 0)")
     p.add_argument("--ranking", choices=["topk", "gumbel"], default=None,
                    help="topk: deterministic best-first; gumbel: sample without replacement "
@@ -77,7 +80,8 @@ def run(args) -> int:
         from lmsieve.schemas.errors import ConfigError
 
         raise ConfigError(f"{', '.join(f.path for f in target_files)}: the target set is empty (0 documents)")
-    budget = make_budget(args.keep if args.keep is not None else args.keep_fraction, args.keep_chars_fraction)
+    budget = make_budget(args.keep if args.keep is not None else args.keep_fraction, args.keep_chars_fraction,
+                         getattr(args, "threshold", None))
     config = run_config(args.method, params, seed=args.seed, budget=budget, ranking=args.ranking,
                         temperature=args.temperature, pool_files=pool_files, target_files=target_files,
                         extra={"on_invalid": on_invalid, "max_doc_bytes": max_doc_bytes})
