@@ -37,11 +37,12 @@ def run(args) -> int:
     from lmsieve.features.store import compute_features
     from lmsieve.io.inputs import load_docs
 
+    from lmsieve.cli.common import check_out, column_kw
+
+    check_out(args.out, "dir")
     names = [n.strip() for n in args.features.split(",") if n.strip()]
     extractors = build_extractors(names, proxy=args.proxy, embed_model=args.embed_model, sae=args.sae,
                                   device=args.device, options=parse_params(args.param))
-    from lmsieve.cli.common import column_kw
-
     pool, _ = load_docs(one_or_many(args.pool), name="pool", columns=["id", "text"], **column_kw(args))
     for ext in extractors:
         _, info = compute_features(ext, pool, args.out, reuse=not args.no_reuse, progress=not args.no_progress)

@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
         epilog="Fit once, score many times: methods that train models (color, mates, preselect) "
                "save their fitted state with --save-fitted FITTED; later runs on other pools or shards pass "
                "--param fitted=FITTED and skip fitting (no pool sample needed; also what Beam jobs use). "
-               "See docs/selectors-loss.md.",
+               "See docs/selectors-loss.md. `lmsieve methods` lists every method with its paper, parameters, "
+               "defaults and when to use it; `lmsieve methods METHOD` one method's parameters with types.",
     )
     add_method_args(p)
     p.epilog = " ".join(x for x in (p.epilog, method_notes()) if x)

@@ -65,8 +65,9 @@ def run(args) -> int:
     from lmsieve.io.inputs import load_docs
     from lmsieve.schemas.errors import ConfigError
 
-    from lmsieve.cli.common import column_kw
+    from lmsieve.cli.common import check_out, column_kw
 
+    check_out(args.out, "dir")
     docs, _ = load_docs(one_or_many(args.data), name="data", columns=["id", "text"], **column_kw(args))
     docs = _sample(docs, args.max_docs, args.seed)
     over = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup}.items()
