@@ -175,9 +175,10 @@ class Bar:
             fn(ev)
         if self._tqdm is not None:
             self._tqdm.close()
-        elif self.enabled and ev.elapsed >= self.log_every:  # short loops stay quiet in logs
+        if self._tqdm is None and self.enabled and ev.elapsed >= self.log_every:  # short loops stay quiet
             log.info(describe(ev))
-        timing_log.info(describe(ev))
+        else:  # -v (and log files): the loop's time and throughput
+            timing_log.info(describe(ev))
 
     def __enter__(self) -> "Bar":
         return self
