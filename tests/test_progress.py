@@ -122,3 +122,17 @@ def test_cli_verbose_and_log_file(tmp_path):
     assert "fit and score (dsir):" in r.stderr and "doc/s" in r.stderr
     assert "fit and score (dsir):" in log.read_text()
     assert "fit and score (dsir):" in (out / "lmsieve.log").read_text()
+
+
+def test_proxy_training_inside_a_fit_reports_every_step():
+    """Proxy training (CoLoR-Filter's and MATES's fits) ticks once per optimizer step, even when the
+    caller did not ask for a bar (the process default decides what is shown)."""
+    from lmsieve.features.proxy_lm import train_proxy
+
+    texts = _pool(60).column("text").to_pylist()
+    events = []
+    with progress.hooks(events.append):
+        train_proxy(texts, {"n_layer": 1, "d_model": 32, "n_head": 2, "context": 32},
+                    {"steps": 12, "batch_size": 4, "lr": 1e-3, "warmup_steps": 2, "seed": 0}, {"kind": "byte"})
+    steps = [e for e in events if e.desc == "train-proxy" and not e.final]
+    assert [e.n for e in steps] == list(range(1, 13)) and all(e.total == 12 for e in steps)
