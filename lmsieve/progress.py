@@ -231,6 +231,7 @@ def setup_logging(verbose: bool = False, log_file: str | None = None) -> None:
     console.setFormatter(fmt)
     console.setLevel(logging.INFO)
     root.addHandler(console)
+    _saved_levels.setdefault("root", root.level)
     root.setLevel(logging.INFO)
     logging.getLogger("lmsieve").setLevel(logging.INFO)
     # Progress lines reach the console without -v (they are the only output of a long silent step).
@@ -239,6 +240,20 @@ def setup_logging(verbose: bool = False, log_file: str | None = None) -> None:
         add_log_file(log_file)
     for noisy in ("apache_beam", "urllib3", "fsspec", "filelock", "httpx", "huggingface_hub", "datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+_saved_levels: dict = {}
+
+
+def teardown_logging() -> None:
+    """Remove (and close) the handlers :func:`setup_logging` and :func:`add_log_file` added."""
+    root = logging.getLogger()
+    if "root" in _saved_levels:
+        root.setLevel(_saved_levels.pop("root"))
+    for h in list(root.handlers):
+        if getattr(h, "_lmsieve", False):
+            root.removeHandler(h)
+            h.close()
 
 
 def add_log_file(path: str) -> logging.Handler | None:
@@ -261,4 +276,4 @@ def add_log_file(path: str) -> logging.Handler | None:
 
 
 __all__ = ["Bar", "ProgressEvent", "add_log_file", "bar", "configure", "describe", "enabled_default", "hooks",
-           "setup_logging", "step"]
+           "setup_logging", "step", "teardown_logging"]

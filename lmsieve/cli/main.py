@@ -69,11 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     from lmsieve.warnings_filter import silence_library_noise
 
     silence_library_noise()
-    progress.setup_logging(args.verbose, args.log_file)
-    progress.configure(enabled=not getattr(args, "no_progress", False))
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    was_enabled = progress.enabled_default()
+    progress.setup_logging(args.verbose, args.log_file)
+    progress.configure(enabled=not getattr(args, "no_progress", False))
     try:
         return int(args.func(args) or 0)
     except LmsieveError as exc:
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"lmsieve {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:  # main() may run inside another program (tests): leave its logging as it was
+        progress.configure(enabled=was_enabled)
+        progress.teardown_logging()
 
 
 if __name__ == "__main__":  # pragma: no cover
