@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 
-.PHONY: demo test test-fast bench bench-quick install models clean
+.PHONY: demo test test-core test-fast bench bench-quick install models clean
 
 $(STAMP): pyproject.toml requirements.lock setup.py lmsieve/features/_deflate_len.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ demo: $(STAMP)
 
 test: $(STAMP) models
 	$(PY) -m pytest -q tests
+
+# Only the tests that need nothing beyond the repository (no ../shared/data); see tests/README.md.
+test-core: $(STAMP)
+	$(PY) -m pytest -q -m "not shared_data" tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -1,7 +1,7 @@
 """A datatrove pipeline with an lmsieve DSIR filter step, run locally.
 
     python jobs/datatrove_dsir.py --pool POOL --target TARGET.parquet --out out/datatrove-dsir \
-        [--keep-fraction 0.2 | --threshold T] [--no-gopher] [--tasks 2] [--fit-rows 20000]
+        [--keep-fraction 0.2 | --threshold T] [--gopher | --no-gopher] [--tasks 2] [--fit-rows 20000]
 
 1. Fit DSIR (Xie et al., NeurIPS 2023) with lmsieve's API on the target and the first
    ``--fit-rows`` pool documents (DSIR's raw distribution), save it to ``OUT/selector/``.
@@ -14,8 +14,10 @@
 4. Prints datatrove's merged stats; ``OUT/logs/stats.json`` holds them too.
 
 POOL: Parquet file(s), directory or glob with ``id``/``text`` columns (the default is the sample
-bundled with lmsieve; its target is ``sample:target_code_python.parquet``, which Gopher's prose
-rules mostly drop -- pass ``--no-gopher`` for it). See ``docs/datatrove.md``.
+bundled with lmsieve; its target is ``sample:target_code_python.parquet``). Gopher's rules are for
+prose and drop nearly all code, so by default (``auto``) the Gopher step runs only when the target
+is not code (its ``domain`` column does not start with ``code``); ``--gopher`` / ``--no-gopher``
+decide explicitly. See ``docs/datatrove.md``.
 """
 from __future__ import annotations
 
@@ -33,7 +35,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--keep-fraction", type=float, default=0.2, help="share of the pool sample to keep (default 0.2)")
     g.add_argument("--threshold", type=float, default=None, help="keep documents with DSIR log weight >= T")
-    p.add_argument("--no-gopher", action="store_true", help="skip datatrove's Gopher quality filter")
+    p.add_argument("--gopher", dest="gopher", action="store_const", const=True, default=None,
+                   help="run datatrove's Gopher quality filter (prose rules: it drops nearly all code)")
+    p.add_argument("--no-gopher", dest="gopher", action="store_const", const=False,
+                   help="skip it (default: skip it when the target's domain is code, run it otherwise)")
     p.add_argument("--tasks", type=int, default=1, help="datatrove tasks (input files are dealt to tasks)")
     p.add_argument("--fit-rows", type=int, default=20000, help="pool documents DSIR's raw distribution is fitted on")
     return p.parse_args(argv)
@@ -64,7 +69,13 @@ def main(argv=None) -> dict:
     pool, target = Paths([_sample(p) for p in args.pool]), Paths([_sample(p) for p in args.target])
     sample = load_docs(pool, name="pool", columns=["id", "text"])[0]
     sample = sample.slice(0, args.fit_rows)
-    selector = fit_selector("dsir", target, pool=sample)
+    tgt = load_docs(target, name="target")[0]
+    if args.gopher is None:  # auto: Gopher's prose rules would drop a code target's matches
+        doms = set(tgt.column("domain").to_pylist()) if "domain" in tgt.column_names else set()
+        args.gopher = not (doms and all(str(d).startswith("code") for d in doms))
+        print(f"Gopher quality filter: {'on' if args.gopher else 'off (code target)'} (--gopher/--no-gopher to choose)",
+              file=sys.stderr)
+    selector = fit_selector("dsir", tgt, pool=sample)
     selector.save(os.path.join(args.out, "selector"))
     threshold = args.threshold if args.threshold is not None else threshold_for_fraction(selector, sample, args.keep_fraction)
 
@@ -75,7 +86,7 @@ def main(argv=None) -> dict:
     shutil.rmtree(os.path.join(args.out, "selected"), ignore_errors=True)  # no stale shards from an earlier run
     pipeline = [
         ParquetReader(inp.folder, paths_file=inp.write_paths_file(paths_file)),
-        *([] if args.no_gopher else [GopherQualityFilter()]),
+        *([GopherQualityFilter()] if args.gopher else []),
         LmsieveScorer(os.path.join(args.out, "selector")),          # a saved selector: loaded once per step
         LmsieveFilter(threshold),
         ParquetWriter(os.path.join(args.out, "selected"), output_filename="${rank}.parquet", compression="zstd",

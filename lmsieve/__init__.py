@@ -8,6 +8,10 @@ In-process API::
 """
 __version__ = "0.1.0"
 
+from lmsieve.warnings_filter import silence_library_noise as _silence  # noqa: E402
+
+_silence()
+
 
 def score(docs, method, target, **params):
     from lmsieve.api import score as _score

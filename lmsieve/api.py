@@ -23,12 +23,16 @@ SCORE_BATCH_ROWS = 4096
 
 
 def make_selector(method: str, **params) -> Selector:
-    return get_selector_class(method)(**params)
+    """A selector by name; parameters are checked against its signature first (one-line errors)."""
+    from lmsieve.selectors.params import construct
+
+    return construct(get_selector_class(method), params)
 
 
-def load_target(target, name: str = "target") -> pa.Table:
+def load_target(target, name: str = "target", text_column: str | None = None,
+                id_column: str | None = None) -> pa.Table:
     """The target documents (always validated strictly); an empty target is an error naming it."""
-    tgt, files = load_docs(target, name=name)
+    tgt, files = load_docs(target, name=name, text_column=text_column, id_column=id_column)
     if tgt.num_rows == 0:
         where = ", ".join(f.path for f in files) or f"<{name}>"
         raise ConfigError(f"{where}: the target set is empty (0 documents)")
@@ -82,29 +86,39 @@ def fit_selector(method: str | Selector, target, pool=None, **params) -> Selecto
         if pool is None:
             raise ConfigError(f"{sel.name} needs a pool sample to fit")
         pool_table = pool if isinstance(pool, pa.Table) else load_docs(pool, name="pool")[0]
-    return sel.fit(tgt, pool_table)
+    from lmsieve import progress as _progress
+
+    n = pool_table.num_rows if pool_table is not None else None
+    with _progress.step(f"fit ({sel.name})", items=n):
+        return sel.fit(tgt, pool_table)
+
+
+def score_batch_rows(selector: Selector, n: int, batch_rows: int = SCORE_BATCH_ROWS) -> int:
+    """Rows per scoring batch: the selector's ``score_batch_rows`` (slow, model-based selectors set a
+    small one so the bar moves every few seconds) capped by ``batch_rows``; never above a fiftieth of
+    the table (at least 64 rows) so even a short run reports progress."""
+    rows = min(int(batch_rows), int(getattr(selector, "score_batch_rows", batch_rows) or batch_rows))
+    return max(1, min(rows, max(64, -(-n // 50))))
 
 
 def score_table(selector: Selector, table: pa.Table, batch_rows: int = SCORE_BATCH_ROWS,
-                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, eligible) for every row, scored in batches (with a progress bar if asked)."""
+                progress: bool | None = False) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, eligible) for every row, scored in batches, with a progress bar (ETA) when
+    ``progress`` is on (``None``: the process default, :func:`lmsieve.progress.configure`)."""
+    from lmsieve import progress as _progress
+
     n = table.num_rows
     cols = {ID, *selector.input_columns, *feature_columns(selector)}
     parts_s, parts_e = [], []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, unit="doc", desc=f"scoring ({selector.name})", smoothing=0.1)
-    for start in range(0, n, batch_rows):
-        batch = table.slice(start, batch_rows).select([c for c in table.column_names if c in cols])
-        s, e = selector.score_and_mask(batch)
-        parts_s.append(np.asarray(s, dtype=np.float64))
-        parts_e.append(np.asarray(e, dtype=bool))
-        if bar is not None:
+    rows = score_batch_rows(selector, n, batch_rows)
+    with _progress.step(f"score ({selector.name})", items=n), \
+            _progress.bar(total=n, desc=f"scoring ({selector.name})", unit="doc", enabled=progress) as bar:
+        for start in range(0, n, rows):
+            batch = table.slice(start, rows).select([c for c in table.column_names if c in cols])
+            s, e = selector.score_and_mask(batch)
+            parts_s.append(np.asarray(s, dtype=np.float64))
+            parts_e.append(np.asarray(e, dtype=bool))
             bar.update(batch.num_rows)
-    if bar is not None:
-        bar.close()
     if not parts_s:
         return np.zeros(0), np.zeros(0, dtype=bool)
     return np.concatenate(parts_s), np.concatenate(parts_e)
@@ -182,10 +196,20 @@ def run_selection(selector: Selector, table: pa.Table, budget: Budget, *, seed: 
         indices = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
     else:
         indices = select_indices(scores, ids, budget, seed=seed, eligible=eligible, **kw)
+    if budget.k is not None and len(indices) < budget.k:
+        import logging
+
+        n_inel = int((~np.asarray(eligible, dtype=bool)).sum()) if eligible is not None else 0
+        why = f" ({n_inel} not eligible for {selector.name}{_INELIGIBLE.get(selector.name, '')})" if n_inel else ""
+        logging.getLogger("lmsieve").warning("asked to keep %d documents but the pool has %d%s: selected %d",
+                                             budget.k, table.num_rows, why, len(indices))
     return Selection(table, indices, scores, eligible, budget, ranking, seed)
 
 
-def fit_and_score(method: str, target, table: pa.Table, pool_sample=None, progress: bool = False,
+_INELIGIBLE = {"dsir": ": under min_example_length words"}
+
+
+def fit_and_score(method: str, target, table: pa.Table, pool_sample=None, progress: bool | None = False,
                   **params) -> tuple[Selector, np.ndarray, np.ndarray]:
     """Fit (with ``table`` as the pool sample unless one is given) and score ``table``.
 
@@ -194,15 +218,13 @@ def fit_and_score(method: str, target, table: pa.Table, pool_sample=None, progre
     if pool_sample is None and hasattr(sel, "fit_score"):
         tgt = {k: load_target(v, name=f"target {k}") for k, v in target.items()} if isinstance(target, dict) \
             else load_target(target)
-        bar = None
-        if progress:
-            from tqdm import tqdm
+        from lmsieve import progress as _progress
 
-            bar = tqdm(total=table.num_rows, unit="doc", desc=f"featurizing and scoring ({sel.name})")
-        s, e = sel.fit_score(list(tgt.values()) if isinstance(tgt, dict) else tgt, table,
-                             progress=bar.update if bar else None)
-        if bar:
-            bar.close()
+        with _progress.step(f"fit and score ({sel.name})", items=table.num_rows), \
+                _progress.bar(total=table.num_rows, desc=f"featurizing and scoring ({sel.name})", unit="doc",
+                              enabled=progress) as bar:
+            s, e = sel.fit_score(list(tgt.values()) if isinstance(tgt, dict) else tgt, table,
+                                 batch_rows=score_batch_rows(sel, table.num_rows), progress=bar.update)
         return sel, s, e
     sel = fit_selector(sel, target, pool=pool_sample if pool_sample is not None else table)
     s, e = score_table(sel, table, progress=progress)
@@ -242,8 +264,19 @@ def contamination(docs, index, *, min_overlap: int = 1, min_fraction: float | No
                      "eval_sets": pa.array(sets, pa.list_(pa.string()))})
 
 
+def _mapped_target(target, text_column, id_column):
+    """The target loaded with a column mapping (each of several named targets alike)."""
+    if text_column is None and id_column is None:
+        return target
+    if isinstance(target, dict):
+        return {k: load_target(v, f"target {k}", text_column, id_column) for k, v in target.items()}
+    return load_target(target, "target", text_column, id_column)
+
+
 def score(docs, method: str, target, *, pool_sample=None, progress: bool = False, on_invalid="error",
           max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, decontaminate=None, decontaminate_mode="remove",
+          text_column: str | None = None, id_column: str | None = None, target_text_column: str | None = None,
+          target_id_column: str | None = None,
           **params) -> np.ndarray:
     """Scores aligned with ``docs`` (higher is better unless the method says otherwise).
 
@@ -253,8 +286,15 @@ def score(docs, method: str, target, *, pool_sample=None, progress: bool = False
     warning counts them) or a :class:`lmsieve.schemas.quarantine.Quarantine` to fill.
     ``decontaminate``: an index or evaluation files; in "remove" mode a contaminated document's
     score is NaN (see :func:`contamination` for the flags themselves).
+    ``text_column`` / ``id_column``: where files or tables keep the text and ids (default ``text``,
+    ``id``; absent ids are generated, :mod:`lmsieve.io.columns`); ``target_text_column`` /
+    ``target_id_column``: the same for the target (default: the pool's where the target has them,
+    else ``text`` / ``id``).
     """
-    table, _, q = load_pool(docs, method, params, on_invalid, max_doc_bytes, columns=[ID, TEXT])
+    table, _, q = load_pool(docs, method, params, on_invalid, max_doc_bytes, columns=[ID, TEXT],
+                            text_column=text_column, id_column=id_column)
+    target = _mapped_target(target, target_text_column or (text_column and [text_column, TEXT]),
+                            target_id_column or (id_column and [id_column, ID]))
     _, s, e = fit_and_score(method, target, table, pool_sample, progress, **params)
     table, s, e = drop_nonfinite(q, table, s, e)
     _report(q, isinstance(on_invalid, Quarantine))
@@ -271,7 +311,8 @@ def select(docs, method: str, target, keep=None, seed: int = 0, *, keep_chars_fr
            threshold: float | None = None, ranking: str | None = None, temperature: float = 1.0,
            pool_sample=None, progress: bool = False, on_invalid="error",
            max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, decontaminate=None, decontaminate_mode="remove",
-           **params) -> pa.Table:
+           text_column: str | None = None, id_column: str | None = None, target_text_column: str | None = None,
+           target_id_column: str | None = None, **params) -> pa.Table:
     """The selected documents (all input columns, input order).
 
     ``keep``: a count or a fraction of documents; or ``keep_chars_fraction`` / ``threshold``.
@@ -280,9 +321,13 @@ def select(docs, method: str, target, keep=None, seed: int = 0, *, keep_chars_fr
     ``decontaminate``: an index (:func:`decontamination_index`), a saved index directory or
     evaluation files; with ``decontaminate_mode="remove"`` (default) contaminated documents are
     removed before the budget is filled ("report": use :func:`contamination` to see them).
+    ``text_column`` / ``id_column`` / ``target_*``: as in :func:`score`.
     """
     budget = make_budget(keep, keep_chars_fraction, threshold)
-    table, _, q = load_pool(docs, method, params, on_invalid, max_doc_bytes)
+    table, _, q = load_pool(docs, method, params, on_invalid, max_doc_bytes, text_column=text_column,
+                            id_column=id_column)
+    target = _mapped_target(target, target_text_column or (text_column and [text_column, TEXT]),
+                            target_id_column or (id_column and [id_column, ID]))
     sel, s, e = fit_and_score(method, target, table, pool_sample, progress, **params)
     table, s, e = drop_nonfinite(q, table, s, e)
     _report(q, isinstance(on_invalid, Quarantine))

@@ -12,15 +12,44 @@ from lmsieve.selectors.base import available_methods
 
 
 def add_method_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", required=True, choices=available_methods(),
-                   help="selection method (dsir: hashed n-gram importance resampling; zipfit: gzip alignment)")
+    p.add_argument("--method", required=True, choices=available_methods(), metavar="METHOD",
+                   help="selection method: " + ", ".join(available_methods()) + " (`lmsieve methods` describes "
+                        "each: paper, parameters, defaults, when to use it)")
     p.add_argument("--target", required=True, nargs="+", metavar="T",
-                   help="target examples: Parquet file(s), directory or glob with id/text columns")
+                   help="target examples: file(s), directory or glob (" + INPUT_FORMATS + ")")
     p.add_argument("--pool", required=True, nargs="+", metavar="P",
-                   help="documents to score: Parquet file(s), directory or glob (local or gs://, s3://)")
+                   help="documents to score: file(s), directory or glob, local or gs://, s3:// (" + INPUT_FORMATS + ")")
+    add_column_args(p)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="method parameter, repeatable; VALUE is JSON or a plain string "
-                        "(e.g. --param num_buckets=20000 --param codec=lz4)")
+                        "(e.g. --param num_buckets=20000 --param codec=lz4); `lmsieve methods METHOD` lists them")
+
+
+INPUT_FORMATS = ("Parquet, JSONL/.jsonl.gz/.jsonl.zst incl. dolma and datatrove layouts, CSV/TSV, or a Hugging Face "
+                 "datasets directory from save_to_disk")
+
+
+def add_column_args(p: argparse.ArgumentParser, target: bool = True) -> None:
+    """``--text-column`` / ``--id-column`` (and the target's, defaulting to the same)."""
+    p.add_argument("--text-column", metavar="COL", default=None,
+                   help="column holding the document text (default 'text')")
+    p.add_argument("--id-column", metavar="COL", default=None,
+                   help="column holding unique document ids (default 'id'; absent: ids are generated as "
+                        "FILE_NAME:ROW, see docs/inputs.md); integer ids become their decimal text")
+    if target:
+        p.add_argument("--target-text-column", metavar="COL", default=None,
+                       help="the target's text column (default: --text-column where the target has it, else 'text')")
+        p.add_argument("--target-id-column", metavar="COL", default=None,
+                       help="the target's id column (default: --id-column where the target has it, else 'id')")
+
+
+def column_kw(args, target: bool = False) -> dict:
+    """``text_column``/``id_column`` keywords for :func:`lmsieve.io.inputs.load_docs` from the args."""
+    text, ident = getattr(args, "text_column", None), getattr(args, "id_column", None)
+    if target:  # the target's own columns, else the pool's where the target has them, else the standard names
+        text = getattr(args, "target_text_column", None) or (text and [text, "text"])
+        ident = getattr(args, "target_id_column", None) or (ident and [ident, "id"])
+    return {"text_column": text, "id_column": ident}
 
 
 def add_invalid_args(p: argparse.ArgumentParser) -> None:
@@ -59,3 +88,44 @@ def scores_table(ids, scores: np.ndarray, eligible: np.ndarray) -> pa.Table:
 
     return pa.table({"id": ids, "score": pa.array(scores, pa.float64()), "eligible": pa.array(eligible, pa.bool_())},
                     schema=SCORES_SCHEMA)
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def check_out(path: str, kind: str = "dir", flag: str = "--out", example: str = "") -> None:
+    """Refuse an output path of the wrong kind before any work (nothing is created or left behind).
+
+    ``kind``: "dir" (a directory the command fills) or "file" (one file)."""
+    import os
+
+    if _is_remote(path):
+        return
+    p = str(path).removeprefix("file://")
+    if kind == "dir":
+        if os.path.exists(p) and not os.path.isdir(p):
+            raise ConfigError(f"{flag} {path}: is an existing file; this command writes a directory"
+                              f"{' (' + example + ')' if example else ''}")
+    else:
+        if p.endswith(("/", os.sep)) or os.path.isdir(p):
+            raise ConfigError(f"{flag} {path}: is a directory; this command writes one file"
+                              f"{' (e.g. ' + example + ')' if example else ''}")
+        p = os.path.dirname(os.path.abspath(p))
+    # the nearest existing ancestor must be a directory
+    q = os.path.abspath(p)
+    while q and not os.path.exists(q):
+        q = os.path.dirname(q)
+    if q and not os.path.isdir(q):
+        raise ConfigError(f"{flag} {path}: {q} is a file, not a directory")
+
+
+def keep_log(out_dir: str, name: str = "lmsieve.log") -> None:
+    """Also keep this run's progress lines, timings and warnings in ``OUT/lmsieve.log`` (local OUT)."""
+    import os
+
+    from lmsieve import progress
+
+    if _is_remote(out_dir):
+        return
+    progress.add_log_file(os.path.join(str(out_dir).removeprefix("file://"), name))

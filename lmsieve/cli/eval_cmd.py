@@ -27,6 +27,9 @@ def add_parser(sub) -> None:
                    help="keep pool documents that contain evaluation examples (default: each method's budget is "
                         "filled without them, and the report gives the share its selection had before removal)")
     p.add_argument("--out", required=True, metavar="DIR")
+    from lmsieve.cli.common import add_column_args
+
+    add_column_args(p)
     p.set_defaults(func=run)
 
 
@@ -37,11 +40,15 @@ def run(args) -> int:
     from lmsieve.eval.report import markdown_table, write_report
     from lmsieve.io.inputs import load_docs
 
-    pool, _ = load_docs(one_or_many(args.pool), name="pool")
-    target, _ = load_docs(one_or_many(args.target), name="target")
+    from lmsieve.cli.common import check_out, column_kw, keep_log
+
+    check_out(args.out, "dir", example="eval.md, eval.json, plots")
+    pool, _ = load_docs(one_or_many(args.pool), name="pool", **column_kw(args))
+    target, _ = load_docs(one_or_many(args.target), name="target", **column_kw(args, target=True))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     proxy = ProxyEval(steps=args.proxy_steps, eval_every=max(1, args.proxy_steps // 6)) if args.proxy_steps > 0 else None
     seeds = list(range(args.seeds))
+    keep_log(args.out)
     runs = run_eval(pool, target, methods, args.budget_chars, seeds, proxy=proxy,
                     max_target_examples=args.max_target_examples, decontaminate=not args.no_decontaminate,
                     progress=lambda msg: print(msg, file=sys.stderr, flush=True))

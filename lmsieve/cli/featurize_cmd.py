@@ -16,6 +16,9 @@ def add_parser(sub) -> None:
     p.add_argument("--pool", required=True, nargs="+", metavar="P",
                    help="documents: Parquet file(s), directory or glob with id/text columns")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    from lmsieve.cli.common import add_column_args
+
+    add_column_args(p, target=False)
     p.add_argument("--proxy", metavar="DIR", help="proxy LM: an lmsieve checkpoint or a local HF causal LM directory")
     p.add_argument("--embed-model", metavar="M",
                    help="sentence-transformers model directory or cached hub id (default: packaged all-MiniLM-L6-v2)")
@@ -34,10 +37,13 @@ def run(args) -> int:
     from lmsieve.features.store import compute_features
     from lmsieve.io.inputs import load_docs
 
+    from lmsieve.cli.common import check_out, column_kw
+
+    check_out(args.out, "dir")
     names = [n.strip() for n in args.features.split(",") if n.strip()]
     extractors = build_extractors(names, proxy=args.proxy, embed_model=args.embed_model, sae=args.sae,
                                   device=args.device, options=parse_params(args.param))
-    pool, _ = load_docs(one_or_many(args.pool), name="pool", columns=["id", "text"])
+    pool, _ = load_docs(one_or_many(args.pool), name="pool", columns=["id", "text"], **column_kw(args))
     for ext in extractors:
         _, info = compute_features(ext, pool, args.out, reuse=not args.no_reuse, progress=not args.no_progress)
         print(f"{ext.name}: computed {info['computed']}, reused {info['reused']} -> {info['path']}")

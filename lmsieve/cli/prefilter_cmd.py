@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
                     "`lmsieve select --pool OUT/` reads the result.",
     )
     p.add_argument("--input", required=True, nargs="+", metavar="P",
-                   help="Parquet file(s), directory or glob with id/text columns")
+                   help="Parquet file(s), directory or glob with id/text columns (other formats: `lmsieve convert` "
+                        "first)")
     p.add_argument("--out", required=True, help="local output directory")
     p.add_argument("--filters", default="gopher,c4,fineweb",
                    help=f"comma-separated, applied in order; any of {', '.join(FILTER_NAMES)}; '' for none "
@@ -32,6 +33,10 @@ def add_parser(sub) -> None:
     p.add_argument("--minhash", action="store_true", help="also remove near-duplicates with datatrove's MinHash")
     p.add_argument("--minhash-param", action="append", default=[], metavar="KEY=VALUE",
                    help="MinhashConfig field (n_grams, num_buckets, hashes_per_bucket, seed)")
+    p.add_argument("--allow-text-edits", action="store_true",
+                   help="keep the text edits some filters make (c4 drops lines); the manifest then counts edited "
+                        "documents and characters removed and the original text is kept in text_before_edit. "
+                        "Default: filters only decide keep/drop; kept documents' text is byte-identical")
     p.add_argument("--tasks", type=int, default=1, help="datatrove tasks (input files are dealt to tasks)")
     p.add_argument("--workers", type=int, default=1, help="processes running the tasks")
     p.set_defaults(func=run)
@@ -53,9 +58,16 @@ def run(args) -> int:
     filters = [f.strip() for f in args.filters.split(",") if f.strip()]
     report = run_prefilter(one_or_many(args.input), args.out, filters=filters,
                            filter_params=_filter_params(args.filter_param), minhash=args.minhash,
-                           minhash_params=parse_params(args.minhash_param), tasks=args.tasks, workers=args.workers)
+                           minhash_params=parse_params(args.minhash_param), tasks=args.tasks, workers=args.workers,
+                           allow_text_edits=args.allow_text_edits)
     dropped = {f: sum(r.values()) for f, r in report.dropped.items()}
     print(f"read {report.read} of {report.input_rows} documents (skipped {report.skipped_empty_text} with empty text); "
           f"dropped per filter {json.dumps(dropped)}; minhash removed {report.minhash_removed}; "
           f"kept {report.output_rows} -> {args.out}")
+    if report.text_edits_allowed:
+        print(f"text edited (kept in {'text_before_edit'}): documents {json.dumps(report.text_edited)}, "
+              f"characters removed {json.dumps(report.text_chars_removed)}")
+    elif any(report.text_edits_undone.values()):
+        print(f"text unchanged: filters' edits undone for {json.dumps(report.text_edits_undone)} documents "
+              "(--allow-text-edits keeps them)")
     return 0

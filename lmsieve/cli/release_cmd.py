@@ -42,6 +42,9 @@ def add_parser(sub) -> None:
     from lmsieve.features.decontam.apply import add_cli_args
 
     add_cli_args(p)
+    p.add_argument("--format", choices=["parquet", "jsonl", "jsonl.gz"], default="parquet",
+                   help="shard format: zstd Parquet (default), or JSON Lines (one object per document, all "
+                        "columns; .jsonl.gz compressed) for trainers that read JSONL; verify checks either")
     p.set_defaults(func=run)
 
 
@@ -52,7 +55,7 @@ def run(args) -> int:
     m = make_release(args.selection, args.out, name=args.name, max_rows_per_shard=args.max_rows_per_shard,
                      target_shard_bytes=args.target_shard_bytes, licenses=args.license,
                      license_file=args.license_file, job_spec=args.job_spec, description=args.description,
-                     decontaminate=from_args(args))
+                     decontaminate=from_args(args), fmt=args.format)
     c = m["counts"]["released"]
     print(f"released {c['documents']:,} documents ({c['characters']:,} characters, {c['tokens']:,} tokens) "
           f"in {len(m['shards'])} shard(s) -> {args.out}")

@@ -54,9 +54,22 @@ def run(args) -> int:
         print(f"{args.job}: valid ({spec.name}: {' + '.join(parts)}; runner {runner})")
         return 0
     progress = 0.0 if no_progress else lm.lmsieve_progress_secs
+    out = (spec.selection or {}).get("out") or (spec.features or {}).get("out")
+    if out:
+        from lmsieve.cli.common import keep_log
+
+        keep_log(out)  # the spec is valid: from here on OUT keeps the run's log
+    import logging
+    import time
+
+    log, t0 = logging.getLogger("lmsieve.run"), time.monotonic()
+    log.info("run %s (stage %s, beam flags %s)", args.job, stage, " ".join(beam_flags) or "none")
     res = run_job(spec, beam_flags, stage=stage, progress_secs=progress)
+    log.info("run %s finished in %.1f s", args.job, time.monotonic() - t0)
     if res.selection and "counts" in res.selection:
         c = res.selection["counts"]
+        log.info("selected %s of %s documents (%s invalid) -> %s", c["selected"], c["input"], c["invalid"],
+                 spec.selection["out"])
         print(json.dumps({"selected": c["selected"], "input": c["input"], "invalid": c["invalid"],
                           "out": spec.selection["out"]}))
     return 0

@@ -5,7 +5,8 @@ import os
 
 import pyarrow as pa
 
-from lmsieve.cli.common import add_invalid_args, add_method_args, one_or_many, parse_params, scores_table
+from lmsieve.cli.common import (add_invalid_args, add_method_args, check_out, column_kw, one_or_many, parse_params,
+                                scores_table)
 
 
 def add_parser(sub) -> None:
@@ -26,14 +27,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from lmsieve.api import drop_nonfinite, fit_and_score, load_pool
+    from lmsieve.api import drop_nonfinite, fit_and_score, load_pool, load_target
     from lmsieve.io.parquet import write_table
 
+    check_out(args.out, "file", example="scores.parquet")
     params = parse_params(args.param)
     pool, _, q = load_pool(one_or_many(args.pool), args.method, params, args.on_invalid, args.max_doc_bytes,
-                           columns=["id", "text"])
-    sel, scores, eligible = fit_and_score(args.method, one_or_many(args.target), pool, progress=not args.no_progress,
-                                          **params)
+                           columns=["id", "text"], **column_kw(args))
+    target = load_target(one_or_many(args.target), **column_kw(args, target=True))
+    sel, scores, eligible = fit_and_score(args.method, target, pool, progress=not args.no_progress, **params)
     pool, scores, eligible = drop_nonfinite(q, pool, scores, eligible)
     out = args.out
     os.makedirs(os.path.dirname(os.path.abspath(out)) or ".", exist_ok=True)

@@ -7,7 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lmsieve.cli.common import add_invalid_args, add_method_args, one_or_many, parse_params, scores_table
+from lmsieve.cli.common import (add_invalid_args, add_method_args, check_out, column_kw, keep_log, one_or_many,
+                                parse_params, scores_table)
 
 SHARD_ROWS = 100_000
 
@@ -41,7 +42,8 @@ def add_parser(sub) -> None:
         epilog="Fit once, score many times: methods that train models (color, mates, preselect) "
                "save their fitted state with --save-fitted FITTED; later runs on other pools or shards pass "
                "--param fitted=FITTED and skip fitting (no pool sample needed; also what Beam jobs use). "
-               "See docs/selectors-loss.md.",
+               "See docs/selectors-loss.md. `lmsieve methods` lists every method with its paper, parameters, "
+               "defaults and when to use it; `lmsieve methods METHOD` one method's parameters with types.",
     )
     add_method_args(p)
     p.epilog = " ".join(x for x in (p.epilog, method_notes()) if x)
@@ -52,6 +54,9 @@ def add_parser(sub) -> None:
     budget.add_argument("--keep", type=int, metavar="N", help="keep N documents")
     budget.add_argument("--keep-chars-fraction", type=float, metavar="F",
                         help="keep the best documents until they hold F of all characters")
+    budget.add_argument("--threshold", type=float, metavar="T",
+                        help="keep every eligible document scoring at least T (at most T for methods where lower "
+                             "is better: `lmsieve methods`); the same rule as the datatrove LmsieveFilter")
     p.add_argument("--seed", type=int, default=0, help="seed of the stable (seed, id) hash (default 0)")
     p.add_argument("--ranking", choices=["topk", "gumbel"], default=None,
                    help="topk: deterministic best-first; gumbel: sample without replacement "
@@ -83,12 +88,14 @@ def run(args) -> int:
     from lmsieve.schemas.manifest import build_manifest, domain_counts
     from lmsieve.schemas.quarantine import DEFAULT_MAX_DOC_BYTES, QUARANTINE_FILE, manifest_counts
 
+    check_out(args.out, "dir", example="selected-*.parquet, scores.parquet, manifest.json")
     params = parse_params(args.param)
     on_invalid = getattr(args, "on_invalid", "error")  # callers that build their own Namespace (demo)
     max_doc_bytes = getattr(args, "max_doc_bytes", DEFAULT_MAX_DOC_BYTES)
     pool, pool_files, quarantine = load_pool(one_or_many(args.pool), args.method, params, on_invalid,
-                                             max_doc_bytes, checksums=True)
-    target, target_files = load_docs(one_or_many(args.target), name="target", checksums=True)
+                                             max_doc_bytes, checksums=True, **column_kw(args))
+    target, target_files = load_docs(one_or_many(args.target), name="target", checksums=True,
+                                     **column_kw(args, target=True))
     if target.num_rows == 0:
         from lmsieve.schemas.errors import ConfigError
 
@@ -98,12 +105,14 @@ def run(args) -> int:
     decon, drecord = from_args(args), None
     if decon is not None:  # flags now; in remove mode the flagged leave between scoring and sampling
         dflags, drecord = decon.screen(pool, progress=not getattr(args, "no_progress", True))
-    budget = make_budget(args.keep if args.keep is not None else args.keep_fraction, args.keep_chars_fraction)
+    budget = make_budget(args.keep if args.keep is not None else args.keep_fraction, args.keep_chars_fraction,
+                         getattr(args, "threshold", None))
     config = run_config(args.method, params, seed=args.seed, budget=budget, ranking=args.ranking,
                         temperature=args.temperature, pool_files=pool_files, target_files=target_files,
                         extra={"on_invalid": on_invalid, "max_doc_bytes": max_doc_bytes,
                                **({"decontaminate": decon.params()} if decon is not None else {})})
     run_dir = open_run(args.out, config, resume=not getattr(args, "no_resume", False))  # demo builds its own args
+    keep_log(args.out)  # inputs and parameters are valid: from here on OUT holds the run's log
     sel, res = fit_score_sample(run_dir, args.method, params, target, pool, budget, seed=args.seed,
                                 ranking=args.ranking, temperature=args.temperature, progress=not args.no_progress,
                                 screen=lambda p, s, e: _drop_contaminated(decon, drecord,

@@ -17,6 +17,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--data", required=True, nargs="+", metavar="P", help="training documents (Parquet with id/text)")
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory to write")
+    from lmsieve.cli.common import add_column_args
+
+    add_column_args(p, target=False)
     p.add_argument("--init", metavar="CKPT", help="fine-tune this lmsieve checkpoint instead of training from scratch")
     p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs (with --init; default 1)")
     p.add_argument("--max-docs", type=int, help="train on a seeded sample of at most this many documents")
@@ -62,7 +65,10 @@ def run(args) -> int:
     from lmsieve.io.inputs import load_docs
     from lmsieve.schemas.errors import ConfigError
 
-    docs, _ = load_docs(one_or_many(args.data), name="data", columns=["id", "text"])
+    from lmsieve.cli.common import check_out, column_kw
+
+    check_out(args.out, "dir")
+    docs, _ = load_docs(one_or_many(args.data), name="data", columns=["id", "text"], **column_kw(args))
     docs = _sample(docs, args.max_docs, args.seed)
     over = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup}.items()
             if v is not None}

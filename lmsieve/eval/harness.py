@@ -81,9 +81,12 @@ def run_eval(pool: pa.Table, target: pa.Table, methods: list[str], budget_chars:
     ``max_target_examples`` caps the selection half every method sees (the same examples for all:
     the lowest stable hashes), which bounds the cost of methods linear in the target (ZIP-FIT).
     """
+    from lmsieve import progress as _progress
+
     tdom = target_domain_of(target)
     has_domain = DOMAIN in pool.column_names
     runs = []
+    bar = _progress.bar(total=len(seeds) * len(methods), desc="eval (method x seed)", unit="run")
     for seed in seeds:
         sel_half, eval_half = split_target(target, seed)
         if max_target_examples and sel_half.num_rows > max_target_examples:
@@ -104,14 +107,15 @@ def run_eval(pool: pa.Table, target: pa.Table, methods: list[str], budget_chars:
             name = params.pop("method", method)  # a labelled mode: {"dsir-window": {"method": "dsir", ...}}
             if name == "random":
                 params.setdefault("seed", seed)
-            sel, s, e = fit_and_score(name, sel_half, cand, **params)
-            res = run_selection(sel, cand, budget, seed=seed, scores=s, eligible=e)
-            n_contam, share = None, None
-            if flags is not None:  # the audit, then the budget filled again without them
-                n_contam = int(flags[res.indices].sum())
-                share = n_contam / max(1, len(res.indices))
-                if n_contam:
-                    res = run_selection(sel, cand, budget, seed=seed, scores=s, eligible=e & ~flags)
+            with _progress.step(f"eval {method} seed {seed}: select", items=cand.num_rows):
+                sel, s, e = fit_and_score(name, sel_half, cand, progress=None, **params)
+                res = run_selection(sel, cand, budget, seed=seed, scores=s, eligible=e)
+                n_contam, share = None, None
+                if flags is not None:  # the audit, then the budget filled again without them
+                    n_contam = int(flags[res.indices].sum())
+                    share = n_contam / max(1, len(res.indices))
+                    if n_contam:
+                        res = run_selection(sel, cand, budget, seed=seed, scores=s, eligible=e & ~flags)
             chosen = res.selected
             texts = chosen.column(TEXT).to_pylist()
             run = EvalRun(
@@ -121,9 +125,13 @@ def run_eval(pool: pa.Table, target: pa.Table, methods: list[str], budget_chars:
                 contaminated_docs=n_contam, contaminated_share=share,
             )
             if proxy is not None:
-                out = proxy(texts, eval_half.column(TEXT).to_pylist(), seed)
+                with _progress.step(f"eval {method} seed {seed}: proxy training", items=getattr(proxy, "tokens", None),
+                                    unit="token"):
+                    out = proxy(texts, eval_half.column(TEXT).to_pylist(), seed)
                 run.proxy_loss, run.curve = float(out["loss"]), out.get("curve", [])
             runs.append(run)
+            bar.update(1)
+    bar.close()
     return runs
 
 

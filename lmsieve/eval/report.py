@@ -7,14 +7,25 @@ import os
 
 
 def _fmt(row: dict, k: str, digits: int = 3) -> str:
+    """``mean ± std`` over seeds; just the value with one seed (a std of one run says nothing)."""
     if k not in row:
         return "–"
     m, s = row[k], row.get(k + "_std", 0.0)
+    if row.get("seeds", 2) < 2:
+        return f"{m:.{digits}f}"
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
+def _names(x) -> str:
+    """A path or a list of paths as text (not a Python list repr)."""
+    if isinstance(x, (list, tuple)):
+        return ", ".join(str(v) for v in x)
+    return str(x)
+
+
 def markdown_table(rows: list[dict], title: str = "") -> str:
-    head = ["method", "target-domain precision", "KL reduction (nats)", "proxy loss (nats/token)",
+    # The proxy's loss is reported per byte of UTF-8 text, whatever its tokenizer.
+    head = ["method", "target-domain precision", "KL reduction (nats)", "proxy loss (nats/byte)",
             "loss / random", "docs", "chars", "contaminated before removal"]
     lines = ([f"{title}", ""] if title else []) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -31,8 +42,9 @@ def write_report(out_dir: str, runs: list, rows: list[dict], meta: dict) -> dict
     """Write eval.md, eval.json and (when proxy losses exist) loss_curves.png and loss_ratio.png."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {"markdown": os.path.join(out_dir, "eval.md"), "json": os.path.join(out_dir, "eval.json")}
-    title = (f"Target `{meta.get('target')}`, budget {meta.get('budget_chars', 0):,} characters, "
-             f"{len(meta.get('seeds', []))} seeds")
+    n_seeds = len(meta.get("seeds", []))
+    title = (f"Target `{_names(meta.get('target'))}`, budget {meta.get('budget_chars', 0):,} characters, "
+             f"{n_seeds} seed{'s' if n_seeds != 1 else ''}" + (" (mean ± std over seeds)" if n_seeds > 1 else ""))
     with open(paths["markdown"], "w") as f:
         f.write(markdown_table(rows, title))
     with open(paths["json"], "w") as f:
@@ -55,7 +67,7 @@ def _plots(out_dir: str, runs: list, rows: list[dict]) -> dict[str, str]:
             xs, ys = zip(*r.curve)
             ax.plot(xs, ys, color=f"C{i}", alpha=0.8, label=m if j == 0 else None)
     ax.set_xlabel("training tokens")
-    ax.set_ylabel("held-out target loss (nats/token)")
+    ax.set_ylabel("held-out target loss (nats/byte)")
     ax.set_title("Proxy LM trained on each selection")
     ax.legend()
     fig.tight_layout()

@@ -105,12 +105,16 @@ class Embedder(Extractor):
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch
         import torch
 
-        with torch.inference_mode(), autocast(self.device):
+        from lmsieve import progress as _progress
+
+        with torch.inference_mode(), autocast(self.device), \
+                _progress.bar(total=len(texts), desc=f"embedding ({side}s)", unit="doc", enabled=progress or None) as bar:
             for s in range(0, len(order), self.batch_size):
                 idx = order[s:s + self.batch_size]
                 emb = self.model.encode([texts[i] for i in idx], batch_size=len(idx), convert_to_numpy=True,
-                                        normalize_embeddings=False, show_progress_bar=progress)
+                                        normalize_embeddings=False, show_progress_bar=False)
                 out[idx] = np.asarray(emb, dtype=np.float32)
+                bar.update(len(idx))
         return normalize(out)
 
     def encode_queries(self, batch) -> np.ndarray:

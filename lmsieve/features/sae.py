@@ -122,7 +122,11 @@ def train_sae(acts: torch.Tensor, *, num_latents: int, k: int, layer: int | None
     lr = lr or 2e-4 / math.sqrt(num_latents / 2 ** 14)  # sparsify's default scaling
     opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=6.25e-10)
     history = []
+    from lmsieve import progress
+
+    bar = progress.bar(total=steps, desc="SAE training", unit="step")
     for _ in range(steps):
+        bar.update(1)
         x = acts[torch.randint(0, len(acts), (min(batch_size, len(acts)),), generator=g)].to(sae.b_dec.device)
         recon, _, _ = sae(x)
         loss = fvu(x, recon)
@@ -132,6 +136,7 @@ def train_sae(acts: torch.Tensor, *, num_latents: int, k: int, layer: int | None
         opt.step()
         sae.normalize_decoder()
         history.append(float(loss.detach()))
+    bar.close()
     return sae.eval(), history
 
 

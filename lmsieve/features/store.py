@@ -208,8 +208,7 @@ def _write(table: pa.Table, path: Path, extractor: Extractor, fp: str) -> None:
 
 
 def _progress(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
+    """A bar with ETA (``lmsieve.progress``); ``enabled=False`` defers to the process default."""
+    from lmsieve import progress
 
-    return tqdm(total=total, desc=desc, unit="doc", smoothing=0.1)
+    return progress.bar(total=total, desc=desc, unit="doc", enabled=enabled or None)

@@ -5,6 +5,7 @@ import os
 
 import pyarrow as pa
 
+from lmsieve.io.columns import map_columns
 from lmsieve.io.parquet import InputFile, read_documents
 from lmsieve.schemas.document import ID, TEXT, validate_documents
 from lmsieve.schemas.errors import InputError
@@ -29,6 +30,8 @@ def load_docs(
     checksums: bool = False,
     quarantine=None,
     feature_columns=(),
+    text_column: str | None = None,
+    id_column: str | None = None,
 ) -> tuple[pa.Table, list[InputFile]]:
     """(validated document table, files read) from a path/glob/dir (str or PathLike, a list of
     PathLike, or :class:`Paths` of str/URLs), a pyarrow Table, a pandas DataFrame, or a sequence of str.
@@ -39,10 +42,13 @@ def load_docs(
     ``quarantine`` (:class:`lmsieve.schemas.quarantine.Quarantine`) applies the ``on_invalid``
     policy to per-document problems (default: an error naming the file and row);
     ``feature_columns``: numeric columns whose non-finite values are such a problem.
+    ``text_column`` / ``id_column``: where the text and the id are (:mod:`lmsieve.io.columns`;
+    files of any format in :mod:`lmsieve.io.formats`).
     """
     if _is_pathlike(docs):
         return read_documents(docs, columns=columns, require_text=require_text, checksums=checksums,
-                              quarantine=quarantine, feature_columns=feature_columns)
+                              quarantine=quarantine, feature_columns=feature_columns, text_column=text_column,
+                              id_column=id_column)
     if isinstance(docs, pa.RecordBatch):
         docs = pa.Table.from_batches([docs])
     if not isinstance(docs, pa.Table):
@@ -57,8 +63,7 @@ def load_docs(
                 bad = next(i for i, t in enumerate(texts) if not isinstance(t, str))
                 raise InputError(f"expected str, got {type(texts[bad]).__name__}", name, bad)
             docs = pa.table({ID: pa.array([str(i) for i in range(len(texts))], pa.string()), TEXT: pa.array(texts, pa.string())})
-    if ID not in docs.column_names and TEXT in docs.column_names:
-        docs = docs.append_column(ID, pa.array([str(i) for i in range(docs.num_rows)], pa.string()))
+    docs = map_columns(docs, f"<{name}>", text_column=text_column, id_column=id_column, require_text=require_text)
     table = validate_documents(docs, source=f"<{name}>", require_text=require_text, quarantine=quarantine,
                                feature_columns=feature_columns)
     return table, []

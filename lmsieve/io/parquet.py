@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lmsieve.io.paths import expand_paths, file_size, open_file
-from lmsieve.schemas.document import ID, first_duplicate, validate_documents
+from lmsieve.schemas.document import ID, TEXT, first_duplicate, validate_documents
 from lmsieve.schemas.errors import InputError
 from lmsieve.schemas.quarantine import DUPLICATE_ID, Quarantine
 
@@ -65,24 +65,46 @@ def read_documents(
     checksums: bool = False,
     quarantine=None,
     feature_columns=(),
+    text_column: str | None = None,
+    id_column: str | None = None,
 ) -> tuple[pa.Table, list[InputFile]]:
-    """Read and validate documents from files; returns the table and what was read.
+    """Read and validate documents from files in any input format (:mod:`lmsieve.io.formats`);
+    returns the table and what was read.
 
     ``columns``: the columns to read (``id`` and, with ``require_text``, ``text`` are always
-    read); ``None`` reads all. Ids must be unique across all files (a repeat after the first is a
-    per-document problem). ``quarantine``: the ``on_invalid`` policy and record
-    (:class:`lmsieve.schemas.quarantine.Quarantine`; default: errors).
+    read); ``None`` reads all. ``text_column`` / ``id_column``: the source columns holding the text
+    and the id (:mod:`lmsieve.io.columns`: mapping, generated ids, non-string ids). Ids must be
+    unique across all files (a repeat after the first is a per-document problem). ``quarantine``:
+    the ``on_invalid`` policy and record (:class:`lmsieve.schemas.quarantine.Quarantine`; default: errors).
     """
+    from lmsieve.io.columns import generated_id_prefix, map_columns
+    from lmsieve.io.formats import read_any
+
     q = quarantine if quarantine is not None else Quarantine("error")
     paths = expand_paths(spec)
-    need = ["id", "text"] if require_text else ["id"]
-    cols = None if columns is None else list(dict.fromkeys(need + list(columns) + list(feature_columns)))
+    def names(c, default):
+        return [default] if c is None else ([c] if isinstance(c, str) else list(c))
+
+    src_id, src_text = names(id_column, ID), names(text_column, TEXT)
+    need = src_id + src_text if require_text else src_id
+    cols = None if columns is None else list(dict.fromkeys(
+        need + [c for c in columns if c not in (ID, TEXT)] + list(feature_columns)))
     tables, files = [], []
     seen_in: dict[str, int] = {}  # id -> position among the kept rows
+    generated: dict[str, str] = {}  # id prefix -> file, for files whose ids are generated
     kept = 0
     for p in paths:
-        t = read_parquet_file(p, cols)
+        t = read_any(p, cols, string_columns=tuple(src_id + src_text))
         n_file = t.num_rows
+        prefix = generated_id_prefix(p)
+        if not set(src_id) & set(t.column_names) and (id_column is None or ID in src_id):
+            if prefix in generated:
+                from lmsieve.io.columns import check_generated_names
+
+                check_generated_names([generated[prefix], p])
+            generated[prefix] = p
+        t = map_columns(t, p, text_column=text_column, id_column=id_column, require_text=require_text,
+                        id_prefix=prefix)
         t = validate_documents(t, source=p, require_text=require_text, quarantine=q, feature_columns=feature_columns)
         if len(paths) > 1:
             ids = t.column(ID).to_pylist()

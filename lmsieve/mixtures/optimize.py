@@ -53,10 +53,19 @@ def optimise(train_fn, components: list, target: str, table: RunTable, *, fideli
     target_cost = max(by_cost)
     k = len(components)
 
+    from lmsieve import progress as _progress
+
+    # one tick per proxy run (bayesopt in pool mode may stop before its cap, so the total is an upper bound)
+    bar = _progress.bar(total=n_runs if method in ("random", "regmix") or mode == "continuous"
+                        else (max_runs or 3 * n_runs), desc=f"mix optimise ({method})", unit="run")
+
     def run(w, cost) -> float:
         f = by_cost[min(by_cost, key=lambda c: abs(c - cost))]
         weights = {c: float(x) for c, x in zip(components, w)}
-        return float(run_or_skip(table, train_fn, weights, f, seed)[f"loss_{target}"])
+        with _progress.step(f"mix run {len(table.rows) + 1} ({f.name})"):
+            loss = float(run_or_skip(table, train_fn, weights, f, seed)[f"loss_{target}"])
+        bar.update(1)
+        return loss
 
     out = {"method": method, "mode": mode, "target_fidelity": by_cost[target_cost].name}
     if method == "random":
@@ -80,6 +89,7 @@ def optimise(train_fn, components: list, target: str, table: RunTable, *, fideli
                           max_steps=(max_runs or 3 * n_runs) - n_init)
         rec = X[trace.recommended[-1], :-1]
         out["trace"] = trace.to_dict()
+    bar.close()
     out["recommended"] = dict(zip(components, map(float, bo.project_simplex(rec))))
     out["runs"] = table.rows
     return out

@@ -63,7 +63,7 @@ def expand_inputs(spec, what: str = "input") -> list[str]:
         if not is_url(s):
             from lmsieve.io.paths import expand_paths
 
-            out.extend(os.path.abspath(p) for p in expand_paths(s.removeprefix("file://")))
+            out.extend(os.path.abspath(p) for p in expand_paths(s.removeprefix("file://"), parquet_only=True))
             continue
         pattern = s if any(c in s for c in "*?[") or s.endswith(".parquet") else join(s, "**.parquet")
         found = sorted(m.path for m in _fs().match([pattern])[0].metadata_list)

@@ -104,13 +104,13 @@ def _plots(root: str, rows, sel: SelectionDir, thr: float | None, thr_note: str)
     return files
 
 
-def _front_matter(name: str, licenses: dict) -> str:
+def _front_matter(name: str, licenses: dict, ext: str = ".parquet") -> str:
     declared = licenses.get("declared") or []
     lic = declared[0] if len(declared) == 1 else ("other" if not declared else json.dumps(declared))
     return "\n".join([
         "---", f"pretty_name: {json.dumps(name)}", f"license: {lic}", "tags:", "- lmsieve", "- data-selection",
         "configs:", "- config_name: default", "  data_files:", f"  - split: {SPLIT}",
-        f"    path: {DATA_DIR}/{SPLIT}-*.parquet", "---", ""])
+        f"    path: {DATA_DIR}/{SPLIT}-*{ext}", "---", ""])
 
 
 def card_text(sel: SelectionDir, *, name: str, shards: list[dict], counts: dict, licenses: dict,
@@ -119,20 +119,23 @@ def card_text(sel: SelectionDir, *, name: str, shards: list[dict], counts: dict,
 
     m, c = sel.manifest, sel.counts
     choice = m.get("selection") or {}
-    L = [_front_matter(name, licenses), f"# {name}", ""]
+    first = shards[0]["path"] if shards else ".parquet"
+    ext = next((e for e in (".jsonl.gz", ".jsonl", ".parquet") if first.endswith(e)), ".parquet")
+    loader, file_word = ("parquet", "Parquet") if ext == ".parquet" else ("json", "JSONL")
+    L = [_front_matter(name, licenses, ext), f"# {name}", ""]
     if description:
         L += [description, ""]
     L += [f"Selected with lmsieve {__version__} (`{m.get('command')}`): **{counts['documents']:,}** of "
           f"{c.get('input', 0):,} pool documents by **{sel.method}**, seed {m.get('seed')}, "
           f"ranking {choice.get('ranking')}, budget `{json.dumps(choice.get('budget'), sort_keys=True)}`.", "",
-          "| | documents | characters | tokens | UTF-8 bytes | shards | Parquet bytes |",
+          f"| | documents | characters | tokens | UTF-8 bytes | shards | {file_word} bytes |",
           "|---|---|---|---|---|---|---|",
           f"| release | {counts['documents']:,} | {counts['characters']:,} | {counts['tokens']:,} | "
           f"{counts['utf8_bytes']:,} | {len(shards)} | {sum(s['bytes'] for s in shards):,} |",
           f"| pool | {c.get('input', 0):,} | {c.get('characters', {}).get('input', 0):,} | | | | |", "",
           "Tokens are whitespace-delimited words (runs of non-whitespace characters), not a subword tokenizer's count.",
           "", "## Loading", "", "```python", "from datasets import load_dataset",
-          f'ds = load_dataset("parquet", data_files="RELEASE_DIR/{DATA_DIR}/{SPLIT}-*.parquet", split="{SPLIT}")',
+          f'ds = load_dataset("{loader}", data_files="RELEASE_DIR/{DATA_DIR}/{SPLIT}-*{ext}", split="{SPLIT}")',
           "```", "", "Check the files, counts and schema with `lmsieve verify RELEASE_DIR` (or `sha256sum -c "
           "checksums.sha256`).", "", "## Composition before and after selection", ""]
     if rows:

@@ -19,6 +19,8 @@ from lmsieve.io.parquet import sha256_file, write_table
 
 DATA_DIR = "data"
 SPLIT = "train"
+#: Shard formats: zstd Parquet (default) or JSON Lines, plain or gzip (for trainers that read JSONL).
+FORMATS = {"parquet": ".parquet", "jsonl": ".jsonl", "jsonl.gz": ".jsonl.gz"}
 
 
 def _bit_width(t: pa.DataType) -> int:
@@ -86,21 +88,48 @@ def plan_shards(nbytes: np.ndarray, max_rows: int, target_bytes: int) -> list[tu
     return out
 
 
-def shard_name(i: int, n: int) -> str:
-    return f"{DATA_DIR}/{SPLIT}-{i:05d}-of-{n:05d}.parquet"
+def shard_name(i: int, n: int, fmt: str = "parquet") -> str:
+    return f"{DATA_DIR}/{SPLIT}-{i:05d}-of-{n:05d}{FORMATS[fmt]}"
 
 
-def write_shards(table: pa.Table, root: str, max_rows: int, target_bytes: int, stats) -> list[dict]:
-    """Write the shards under ``root/data/``; returns their manifest entries (``stats(part)`` adds
-    each shard's counts)."""
+def shard_format(path: str) -> str:
+    """The format of a shard from its name."""
+    return next((f for f, ext in FORMATS.items() if path.endswith(ext) and f != "jsonl"), None) or \
+        ("jsonl" if path.endswith(".jsonl") else "parquet")
+
+
+def write_jsonl(table: pa.Table, path: str, gz: bool = False) -> None:
+    """One JSON object per row, keys in column order, UTF-8 (not ASCII-escaped); values JSON can't
+    hold (timestamps, bytes) as text. gzip output has no timestamp, so reruns give the same bytes."""
+    import gzip
+    import json
+
+    raw = open(path, "wb")
+    f = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") if gz else raw
+    try:
+        for batch in table.to_batches(max_chunksize=10_000):
+            f.write("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n"
+                            for r in batch.to_pylist()).encode("utf-8"))
+    finally:
+        if gz:
+            f.close()
+        raw.close()
+
+
+def write_shards(table: pa.Table, root: str, max_rows: int, target_bytes: int, stats, fmt: str = "parquet") -> list[dict]:
+    """Write the shards under ``root/data/`` as ``fmt`` (:data:`FORMATS`); returns their manifest
+    entries (``stats(part)`` adds each shard's counts)."""
     os.makedirs(os.path.join(root, DATA_DIR), exist_ok=True)
     ranges = plan_shards(row_nbytes(table), max_rows, target_bytes)
     out = []
     for i, (a, b) in enumerate(ranges):
-        name = shard_name(i, len(ranges))
+        name = shard_name(i, len(ranges), fmt)
         part = table.slice(a, b - a)
         path = os.path.join(root, name)
-        write_table(part, path)
+        if fmt == "parquet":
+            write_table(part, path)
+        else:
+            write_jsonl(part, path, gz=fmt == "jsonl.gz")
         c = stats(part)
         out.append({"path": name, "rows": part.num_rows, "bytes": os.path.getsize(path), "sha256": sha256_file(path),
                     "characters": c["characters"], "tokens": c["tokens"]})
@@ -112,4 +141,4 @@ def schema_fields(schema: pa.Schema) -> list[dict]:
     return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
 
 
-__all__ = ["DATA_DIR", "SPLIT", "plan_shards", "row_nbytes", "schema_fields", "shard_name", "write_shards"]
+__all__ = ["DATA_DIR", "FORMATS", "SPLIT", "plan_shards", "shard_format", "write_jsonl", "row_nbytes", "schema_fields", "shard_name", "write_shards"]

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from lmsieve.io.parquet import sha256_file
 from lmsieve.release.checksums import CHECKSUMS, read_checksums, release_files
-from lmsieve.release.shards import schema_fields
+from lmsieve.release.shards import schema_fields, shard_format
 from lmsieve.release.source import MANIFEST
 from lmsieve.release.writer import KIND
 from lmsieve.release.stats import add_counts, release_counts
@@ -88,12 +88,22 @@ def _shards(root: str, manifest: dict) -> tuple[list[Mismatch], dict]:
     want_schema = manifest.get("schema")
     for e in manifest.get("shards", []):
         f = e["path"]
+        fmt = shard_format(f)
         try:
-            t = pq.read_table(os.path.join(root, f))
-        except (OSError, pa.ArrowException) as exc:
-            out.append(Mismatch(f, "readable Parquet", "yes", f"no ({exc})"))
+            if fmt == "parquet":
+                t = pq.read_table(os.path.join(root, f))
+            else:
+                from lmsieve.io.formats import read_any
+
+                t = read_any(os.path.join(root, f))
+        except (OSError, pa.ArrowException, InputError) as exc:
+            out.append(Mismatch(f, f"readable {'Parquet' if fmt == 'parquet' else 'JSON Lines'}", "yes", f"no ({exc})"))
             continue
-        if schema_fields(t.schema) != want_schema:
+        if fmt != "parquet":  # JSON keeps the column names, not the Arrow types
+            names = [x["name"] for x in want_schema or []]
+            if t.column_names != names:
+                out.append(Mismatch(f, "columns", names, t.column_names))
+        elif schema_fields(t.schema) != want_schema:
             out.append(Mismatch(f, "schema", want_schema, schema_fields(t.schema)))
         if t.num_rows != e.get("rows"):
             out.append(Mismatch(f, "rows", e.get("rows"), t.num_rows))
@@ -153,7 +163,7 @@ def verify_release(root: str, raise_on_mismatch: bool = False) -> list[Mismatch]
     try:
         listed = read_checksums(root)
     except FileNotFoundError:
-        listed = {}
+        listed = None
         out.append(Mismatch(CHECKSUMS, "file", "present", "missing"))
     try:
         with open(os.path.join(root, MANIFEST), encoding="utf-8") as f:
@@ -164,11 +174,16 @@ def verify_release(root: str, raise_on_mismatch: bool = False) -> list[Mismatch]
     except (ValueError, UnicodeDecodeError) as exc:
         manifest = {}
         out.append(Mismatch(MANIFEST, "valid JSON", "yes", f"no ({exc})"))
+    if listed is None and not (isinstance(manifest, dict) and manifest.get("kind") == KIND):
+        # Neither a checksum list nor a release manifest: not a (damaged) release at all.
+        what = (f"its manifest.json is a `{manifest.get('command')}` run's" if isinstance(manifest, dict)
+                and manifest.get("command") else "no checksums.sha256 or release manifest.json")
+        raise InputError(f"not a release ({what}); `lmsieve release` writes one from a selection", root)
     if not isinstance(manifest, dict) or (manifest and manifest.get("kind") != KIND):
         found = manifest.get("kind") if isinstance(manifest, dict) else "not a JSON object"
         out.append(Mismatch(MANIFEST, "kind", KIND, found))
         manifest = {}
-    out += _files(root, listed, manifest)
+    out += _files(root, listed or {}, manifest)
     if manifest:
         shard_problems, total = _shards(root, manifest)
         out += shard_problems + _counts(manifest, total)

@@ -160,19 +160,24 @@ def _is_release(d: str) -> bool:
 def make_release(selection, out: str, *, name: str, max_rows_per_shard: int = 100_000,
                  target_shard_bytes: int = 256 << 20, licenses: list[str] | tuple = (),
                  license_file: str | None = None, job_spec: str | None = None, description: str = "",
-                 decontaminate=None, decontaminate_mode: str = "remove") -> dict:
+                 decontaminate=None, decontaminate_mode: str = "remove", fmt: str = "parquet") -> dict:
     """Write a release of ``selection`` (a directory or a :class:`SelectionDir`) to ``out``;
     returns the release manifest. ``licenses``: licence identifiers for the card (SPDX, e.g.
     ``["bsd-3-clause", "psf-2.0"]``); ``license_file``: licence notes copied in as ``LICENSES.md``
     (default: one found beside the pool's input files); ``job_spec``: the job file to carry;
     ``decontaminate``: an index or evaluation files to check the selection against once more
-    ("remove": contaminated documents are left out of the release; the card and manifest say so)."""
+    ("remove": contaminated documents are left out of the release; the card and manifest say so).
+    ``fmt``: the shards' format, "parquet" (default), "jsonl" or "jsonl.gz"."""
     from lmsieve.release.card import write_card
 
     if not name or "\n" in name:
         raise ConfigError("--name must be a non-empty single line")
     if max_rows_per_shard < 1 or target_shard_bytes < 1:
         raise ConfigError("--max-rows-per-shard and --target-shard-bytes must be positive")
+    from lmsieve.release.shards import FORMATS
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     sel = selection if isinstance(selection, SelectionDir) else read_selection(selection)
     out = os.path.abspath(os.fspath(out))
     if os.path.commonpath([out, os.path.abspath(sel.path)]) in (out, os.path.abspath(sel.path)):
@@ -190,7 +195,7 @@ def make_release(selection, out: str, *, name: str, max_rows_per_shard: int = 10
         docs, dec = _decontaminate(sel, decontaminate, decontaminate_mode)
         counts = release_counts(docs)
         check_counts(sel, counts, dec)
-        shards = write_shards(docs, tmp, max_rows_per_shard, target_shard_bytes, text_counts)
+        shards = write_shards(docs, tmp, max_rows_per_shard, target_shard_bytes, text_counts, fmt)
         extra = []
         lic = {"declared": sorted(set(licenses)), "column": license_column(docs.schema), "file": None, "source": None}
         if license_file:
@@ -201,6 +206,8 @@ def make_release(selection, out: str, *, name: str, max_rows_per_shard: int = 10
             shutil.copyfile(job_spec, os.path.join(tmp, JOB_SPEC))
             extra.append(JOB_SPEC)
         options = {"max_rows_per_shard": max_rows_per_shard, "target_shard_bytes": target_shard_bytes}
+        if fmt != "parquet":  # absent for Parquet: earlier releases' manifests stay byte-identical
+            options["format"] = fmt
         counts_card = {**counts, "decontamination": {"selection": sel.counts.get("decontamination"), "release": dec}}
         extra += write_card(tmp, sel, name=name, shards=shards, counts=counts_card, licenses=lic,
                             description=description)

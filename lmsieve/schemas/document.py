@@ -48,7 +48,9 @@ def check_columns(schema: pa.Schema, source: str = "<input>", require_text: bool
     required = (ID, TEXT) if require_text else (ID,)
     for col in required:
         if col not in schema.names:
-            raise InputError(f"missing required column {col!r} (columns: {', '.join(schema.names)})", source)
+            flag = "--text-column" if col == TEXT else "--id-column"
+            raise InputError(f"missing required column {col!r} (columns: {', '.join(schema.names)}; "
+                             f"name yours with {flag})", source)
     for col in required + tuple(c for c in OPTIONAL_STRING_COLUMNS if c in schema.names):
         t = schema.field(col).type
         if not (_is_text_column(t) if col in required else _is_string(t)):

@@ -65,6 +65,9 @@ class Selector:
     default_ranking: ClassVar[str] = "topk"
     #: Whether ``fit`` needs a sample of the pool (DSIR's raw distribution does).
     needs_pool_sample: ClassVar[bool] = False
+    #: Rows per scoring batch in :func:`lmsieve.api.score_table` (None: its default). Slow,
+    #: model-based selectors set a small one so the progress bar moves every few seconds.
+    score_batch_rows: ClassVar[int | None] = None
 
     # -- configuration -------------------------------------------------------------------------
     #: Parameters that change how a score is computed but never its value (threads, say); kept out

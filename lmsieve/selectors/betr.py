@@ -156,7 +156,10 @@ class Betr(FittedDirMixin, Selector):
     fasttext_attributes = ("model_",)  # pickled as .bin bytes for Beam workers (FittedDirMixin)
     cli_note = ("token_fraction=F keeps F of the tokens (held-out threshold; default 0.1); the paper's "
                 "compute-optimal F = 4e-5*C^0.25 percent for C training FLOPs (4% at 1e20, 22.5% at 1e23: "
-                "lmsieve.selectors.betr.optimal_keep_fraction); fitted=DIR loads a saved fit (Beam jobs)")
+                "lmsieve.selectors.betr.optimal_keep_fraction); fitted=DIR loads a saved fit (Beam jobs); "
+                "bucket=N fastText hash buckets (default fastText's 2,000,000: the fitted directory is about "
+                "(vocabulary + N) x 128 x 4 bytes, ~1 GB; bucket=200000 gives ~100 MB and suits pool samples "
+                "under ~1M documents)")
 
     def __init__(self, embed_model: str | None = None, max_seq_length: int | None = None, query_prefix: str = "",
                  aggregation: str = "max", positive_fraction: float = 0.1, token_fraction: float = 0.1,
@@ -201,14 +204,18 @@ class Betr(FittedDirMixin, Selector):
         tr = np.flatnonzero(~held)
         if len(tr) < 10:
             raise InputError(f"BETR needs a pool sample of at least a few dozen documents, got {len(ids)}", "pool")
+        from lmsieve import progress as _progress
+
         emb = self._embedder()
-        q = emb.encode(t_texts, side="query")
-        d = emb.encode([texts[i] for i in tr])
+        with _progress.step("BETR: embed target and pool sample", items=len(t_texts) + len(tr)):
+            q = emb.encode(t_texts, side="query")
+            d = emb.encode([texts[i] for i in tr])
         _, tie, self.k_, (_, idx) = best_ranks(q, d, p["positive_fraction"], p["aggregation"] == "mean")
         label = rank_scores(idx, len(tr), p["aggregation"])
         pos, neg = balanced_labels(label, tie, [ids[i] for i in tr], p["positive_fraction"], p["seed"])
         self.n_positive_, self.n_negative_ = int(len(pos)), int(len(neg))
-        self.model_ = self._train([texts[tr[i]] for i in pos], [texts[tr[i]] for i in neg])
+        with _progress.step("BETR: train fastText", items=len(pos) + len(neg)):
+            self.model_ = self._train([texts[tr[i]] for i in pos], [texts[tr[i]] for i in neg])
         ho = [texts[i] for i in np.flatnonzero(held)] or [texts[i] for i in tr]
         self.threshold_ = 0.0 if p["token_fraction"] >= 1 else \
             token_threshold(self.predict(ho), token_counts(ho), p["token_fraction"])
@@ -246,7 +253,15 @@ class Betr(FittedDirMixin, Selector):
             setattr(self, k, state[k])
 
     def _save_files(self, path) -> None:
-        self.model_.save_model(os.path.join(os.fspath(path), FASTTEXT_FILE))
+        f = os.path.join(os.fspath(path), FASTTEXT_FILE)
+        self.model_.save_model(f)
+        size = os.path.getsize(f)
+        if size > 256 << 20:
+            import logging
+
+            logging.getLogger("lmsieve").warning(
+                "BETR's fitted fastText model is %.0f MB (bucket=%d hash buckets x 128 dims); --param bucket=200000 "
+                "makes it ~10x smaller", size / 1e6, self._params["bucket"])
 
     def _load_files(self, path) -> None:
         import fasttext

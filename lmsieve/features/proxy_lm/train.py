@@ -77,11 +77,13 @@ def lm_loss(lm: ProxyLM, windows: torch.Tensor) -> torch.Tensor:
 
 def _steps(lm: ProxyLM, batches, total: int, cfg: TrainConfig, opt, progress: bool, desc: str,
            callback=None) -> list[float]:
-    from tqdm.auto import tqdm
+    from lmsieve import progress as _progress
 
     lm.model.train()
     history = []
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress)
+    # progress=False defers to the process default (the CLI turns bars on), so a proxy trained inside
+    # a selector's fit shows its bar too.
+    bar = _progress.bar(total=total, desc=desc, unit="step", enabled=progress or None)
     for i, windows in enumerate(batches):
         for group in opt.param_groups:
             group["lr"] = lr_at(i, total, cfg)

@@ -71,7 +71,7 @@ class ParquetInput:
 def inspect_input(spec) -> ParquetInput:
     """Expand a file/directory/glob (or list) like ``lmsieve select`` does and check each footer:
     ``id``/``text`` present and strings, one schema for all (errors name the file)."""
-    paths = expand_paths(spec)
+    paths = expand_paths(spec, parquet_only=True)
     schema, rows = None, 0
     for p in paths:
         try:
