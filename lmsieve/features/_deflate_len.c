@@ -13,11 +13,13 @@
  * Sizes only: a block costs 3 + opt_len (dynamic) or 3 + static_len (fixed) bits, or a stored
  * block (3 bits, pad to a byte, 4 length bytes, the raw bytes); the stream ends padded to a byte.
  *
- * Per source, x is matched once up to the last position whose decisions cannot see past x
- * (262 bytes before its end); the hash table, the pending block's symbol counts and the bit count
+ * Per source, x is matched once up to the first step whose outcome t could change (within the
+ * last 262 bytes: a match reaching x's end, a shorter nice length, a due window slide, or the
+ * insert-after-match test); the hash table, the pending block's symbol counts and the bit count
  * are the snapshot every target continues from. Tail insertions go to a per-target side table
  * and an undo log, so nothing of size 32 K is copied per pair. Sources run in parallel threads
- * with the GIL released.
+ * with the GIL released. dictionary_lengths does the same with a preset dictionary (zlib's zdict) as
+ * the shared prefix and each document as the continuation.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
