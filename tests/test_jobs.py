@@ -149,3 +149,42 @@ def _sample(name: str) -> Path:
     from lmsieve.data import sample_path
 
     return Path(sample_path(name))
+
+
+def test_dataflow_gpu_job_file_renders_offline(tmp_path):
+    """`lmsieve run --dataflow-job-file` renders the GPU features job (Beam's DataflowRunner
+    --dry_run, no credentials): worker image, accelerator, machine type, and no launcher path
+    (repository, model directory, working directory) anywhere in the request or the pipeline proto,
+    including inside the pickled DoFns."""
+    pytest.importorskip("apitools", reason="the Dataflow client comes with the gcp extra: "
+                                           "pip install -r requirements-gcp.lock (see docs/beam.md)")
+    import json
+    import os
+
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    from lmsieve.cli.main import main
+    from lmsieve.pipelines.dataflow import pickled_payloads
+    from lmsieve.pipelines.inference import packaged_model_path
+
+    out = tmp_path / "job.json"
+    assert main(["run", str(REPO / "jobs" / "dataflow_gpu_features.toml"), "--dataflow-job-file", str(out)]) == 0
+    job = json.loads(out.read_text())
+    env = job["environment"]
+    pool = env["workerPools"][0]
+    spec = load_spec(REPO / "jobs" / "dataflow_gpu_features.toml")
+    image = spec.beam["sdk_container_image"]
+    assert pool["machineType"] == "g2-standard-8"
+    assert pool["workerHarnessContainerImage"] == image
+    assert [c["containerImage"] for c in pool["sdkHarnessContainerImages"]] == [image]
+    assert env["serviceOptions"] == ["worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"]
+    assert env["tempStoragePrefix"].startswith("storage.googleapis.com/my-bucket/tmp")
+    proto = beam_runner_api_pb2.Pipeline.FromString((tmp_path / "job.json.pipeline.pb").read_bytes())
+    names = {t.unique_name for t in proto.components.transforms.values()}
+    assert {"embeddingsInfer/RunInference/BeamML_RunInference", "ComputeFeatures"} <= names, sorted(names)[:20]
+    blobs = [out.read_bytes(), (tmp_path / "job.json.pipeline.pb").read_bytes()] + pickled_payloads(proto)
+    assert any(b"SentenceEmbeddingHandler" in b for b in blobs)  # the decoder sees inside the pickles
+    launcher = {str(REPO), str(packaged_model_path()), os.getcwd(), str(tmp_path)}
+    for b in blobs:
+        for path in launcher:
+            assert path.encode() not in b, path

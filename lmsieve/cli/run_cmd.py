@@ -18,6 +18,9 @@ def _own_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a spec key, VALUE in TOML (e.g. --set selection.seed=3), repeatable")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    p.add_argument("--dataflow-job-file", metavar="FILE", default=None,
+                   help="render the Dataflow job request(s) to FILE (JSON, plus FILE.pipeline.pb) without "
+                        "submitting: Beam's DataflowRunner --dry_run, no credentials, no data read (needs .[gcp])")
 
 
 def add_parser(sub) -> None:
@@ -52,6 +55,13 @@ def run(args) -> int:
         parts = [n for n, t in (("features", spec.features), ("selection", spec.selection)) if t]
         runner = runner_name(make_options(spec.beam_flags() + beam_flags))
         print(f"{args.job}: valid ({spec.name}: {' + '.join(parts)}; runner {runner})")
+        return 0
+    job_file = args.dataflow_job_file or own.dataflow_job_file
+    if job_file:
+        from lmsieve.pipelines.dataflow import render_job_files
+
+        for f in render_job_files(spec, beam_flags, job_file, stage):
+            print(f"{args.job}: Dataflow job request written to {f} (not submitted)")
         return 0
     progress = 0.0 if no_progress else lm.lmsieve_progress_secs
     res = run_job(spec, beam_flags, stage=stage, progress_secs=progress)

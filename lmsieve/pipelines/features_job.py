@@ -267,13 +267,30 @@ def _shard_key(t):
     return t.shard.index
 
 
+def unit_key(t):
+    """(shard, unit) of a unit task (a selection ``UnitTask`` or a ``ModelUnitTask``)."""
+    return (t.shard, t.unit) if isinstance(t.shard, int) else (t.shard.index, t.unit.index)
+
+
+def _keyed(t, key):
+    return key(t), t
+
+
+def _values(kv):
+    return kv[1]
+
+
 def distribute(pcoll, label: str, key=_shard_key):
     """Spread tasks over workers: a reshuffle on deterministic keys (shard index by default), so
-    in-process runners keep the input order and distributed runners spread them by key."""
+    in-process runners keep the input order and distributed runners spread them by key.
+
+    Functions handed to Beam here and in the other pipeline modules are module-level (pickled by
+    reference), never lambdas or closures: those are pickled by value with their source file's
+    path, a launcher path inside the job."""
     return (pcoll
-            | f"{label}Key" >> beam.Map(lambda t: (key(t), t))
+            | f"{label}Key" >> beam.Map(_keyed, key)
             | f"{label}Group" >> beam.GroupByKey()
-            | f"{label}Values" >> beam.FlatMap(lambda kv: kv[1]))
+            | f"{label}Values" >> beam.FlatMap(_values))
 
 
 class ReadTasks(beam.PTransform):
@@ -285,7 +302,7 @@ class ReadTasks(beam.PTransform):
         self.path = path
 
     def expand(self, p):
-        return (p | "ReadTaskLines" >> beam.io.ReadFromText(self.path)
+        return (p | "ReadTaskLines" >> beam.io.ReadFromText(self.path, validate=False)
                 | "DecodeTask" >> beam.Map(fileio.decode_task))
 
 
@@ -344,7 +361,8 @@ def plan_features(pool, features_dir: str, table_features: list[TableFeature], m
 
 def build_features_pipeline(p: beam.Pipeline, plan: FeaturesPlan, progress_secs: float = 10.0,
                             fail_on_shard: str | None = None, on_invalid: str = "error",
-                            max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, tmp_dir: str | None = None):
+                            max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, tmp_dir: str | None = None,
+                            dry: bool = False):
     """Add the features job to ``p``; returns the PCollection of per-shard summaries. The task
     lists are written to ``tmp_dir`` (default: ``<features>/.lmsieve-tmp/<random>``) and read at run
     time, so the graph does not grow with the pool."""
@@ -353,14 +371,14 @@ def build_features_pipeline(p: beam.Pipeline, plan: FeaturesPlan, progress_secs:
     tmp_dir = tmp_dir or fileio.join(plan.features_dir, TMP_DIR, uuid.uuid4().hex[:12])
     outs = []
     if plan.table_tasks:
-        path = fileio.write_tasks(fileio.join(tmp_dir, "table-tasks.txt"), plan.table_tasks)
+        path = fileio.write_tasks(fileio.join(tmp_dir, "table-tasks.txt"), plan.table_tasks, dry)
         outs.append(distribute(p | "TableTasks" >> ReadTasks(path), "SpreadShards")
                     | "InjectFailure" >> beam.ParDo(FailOnShard(fail_on_shard))
                     | "ComputeFeatures" >> beam.ParDo(ComputeShardFeatures(plan.table_features, progress_secs,
                                                                     on_invalid, max_doc_bytes)))
     for name, assemble in plan.assemble_tasks.items():
-        units = fileio.write_tasks(fileio.join(tmp_dir, f"{name}-units.txt"), plan.model_tasks[name])
-        shards = fileio.write_tasks(fileio.join(tmp_dir, f"{name}-shards.txt"), assemble)
+        units = fileio.write_tasks(fileio.join(tmp_dir, f"{name}-units.txt"), plan.model_tasks[name], dry)
+        shards = fileio.write_tasks(fileio.join(tmp_dir, f"{name}-shards.txt"), assemble, dry)
         outs.append(build_model_feature(p, name, plan.model_handlers[name], units, shards, fail_on_shard,
                                         progress_secs))
     if not outs:

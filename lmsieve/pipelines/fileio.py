@@ -352,12 +352,15 @@ class AtomicParquetWriter:
 
 
 # -- task lists (keep the job graph independent of the pool's size) ------------------------------
-def write_tasks(path: str, tasks) -> str:
+def write_tasks(path: str, tasks, dry: bool = False) -> str:
     """Write picklable tasks, one base64 pickle per line, to ``path`` (a temp location); the
-    pipeline reads them back with :class:`ReadTasks`, so the graph holds one path, not the pool."""
+    pipeline reads them back with :class:`ReadTasks`, so the graph holds one path, not the pool.
+    ``dry``: only return the path (rendering a job without submitting it)."""
     import base64
     import pickle
 
+    if dry:
+        return path
     lines = [base64.b64encode(pickle.dumps(t, protocol=4)).decode("ascii") for t in tasks]
     write_text(path, "\n".join(lines) + ("\n" if lines else ""))
     return path

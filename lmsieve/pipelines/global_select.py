@@ -292,6 +292,43 @@ def boundaries(quantiles) -> tuple[np.ndarray, np.ndarray]:
     return (np.array([v >> 64 for v in vals], dtype=np.uint64), np.array([v & mask for v in vals], dtype=np.uint64))
 
 
+# module-level steps (pickled by reference; see features_job.distribute)
+def _approx_cutoffs(_, searched, budgets, totals, quants):
+    out = []
+    for g in searched:
+        b = budgets[g]
+        c = trivial_cutoff(b, totals.get(g))
+        out.append((g, c if c is not None else approx_cutoff(b, totals[g], quants[g])))
+    return out
+
+
+def _plan_bands(_, searched, budgets, totals, hist):
+    bands, trivial = {}, []
+    for g in searched:
+        c = trivial_cutoff(budgets[g], totals.get(g))
+        if c is not None:
+            trivial.append((g, c))
+        else:
+            bands[g] = locate(budgets[g], totals[g], hist[g])
+    return [(bands, trivial)]
+
+
+def _bounds(kv):
+    return kv[0], boundaries(kv[1])
+
+
+def _first(x):
+    return x[0]
+
+
+def _second(x):
+    return x[1]
+
+
+def _exact_group(kv, bands):
+    return kv[0], exact_cutoff(bands[kv[0]], kv[1])
+
+
 class GroupCutoffs(beam.PTransform):
     """PCollection[Scored] -> PCollection[(group, Cutoff)] for every budgeted group."""
 
@@ -328,38 +365,20 @@ class GroupCutoffs(beam.PTransform):
         one = p | "Once" >> beam.Create([None])
         tot_si = beam.pvalue.AsDict(totals)
         if not self.exact:
-            def approx(_, totals, quants):
-                out = []
-                for g in searched:
-                    b = budgets[g]
-                    c = trivial_cutoff(b, totals.get(g))
-                    out.append((g, c if c is not None else approx_cutoff(b, totals[g], quants[g])))
-                return out
-
-            outs.append(one | "ApproxCutoffs" >> beam.FlatMap(approx, totals=tot_si, quants=beam.pvalue.AsDict(quants)))
+            outs.append(one | "ApproxCutoffs" >> beam.FlatMap(_approx_cutoffs, searched, budgets, totals=tot_si,
+                                                               quants=beam.pvalue.AsDict(quants)))
             return outs | "AllCutoffs" >> beam.Flatten()
-        bounds = quants | "Bounds" >> beam.Map(lambda kv: (kv[0], boundaries(kv[1])))
+        bounds = quants | "Bounds" >> beam.Map(_bounds)
         bounds_si = beam.pvalue.AsDict(bounds)
         hist = (scored | "HistInputs" >> beam.FlatMap(hist_inputs, kinds, bounds_si)
                 | "SumHist" >> beam.CombinePerKey(ArraySum()))
-
-        def plan(_, totals, hist):
-            bands, trivial = {}, []
-            for g in searched:
-                c = trivial_cutoff(budgets[g], totals.get(g))
-                if c is not None:
-                    trivial.append((g, c))
-                else:
-                    bands[g] = locate(budgets[g], totals[g], hist[g])
-            return [(bands, trivial)]
-
-        planned = one | "LocateBands" >> beam.FlatMap(plan, totals=tot_si, hist=beam.pvalue.AsDict(hist))
-        bands_si = beam.pvalue.AsSingleton(planned | "Bands" >> beam.Map(lambda x: x[0]))
-        outs.append(planned | "TrivialCutoffs" >> beam.FlatMap(lambda x: x[1]))
+        planned = one | "LocateBands" >> beam.FlatMap(_plan_bands, searched, budgets, totals=tot_si,
+                                                      hist=beam.pvalue.AsDict(hist))
+        bands_si = beam.pvalue.AsSingleton(planned | "Bands" >> beam.Map(_first))
+        outs.append(planned | "TrivialCutoffs" >> beam.FlatMap(_second))
         outs.append(scored | "BandInputs" >> beam.FlatMap(band_inputs, bands_si, bounds_si)
                     | "GroupBand" >> beam.GroupByKey()
-                    | "ExactCutoff" >> beam.Map(lambda kv, bands: (kv[0], exact_cutoff(bands[kv[0]], kv[1])),
-                                                bands=bands_si))
+                    | "ExactCutoff" >> beam.Map(_exact_group, bands=bands_si))
         return outs | "AllCutoffs" >> beam.Flatten()
 
 

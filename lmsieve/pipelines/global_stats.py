@@ -107,19 +107,18 @@ class FitDsir(beam.PTransform):
     def expand(self, p):
         from apache_beam.io.parquetio import ReadAllFromParquetBatched
 
-        from lmsieve.pipelines.features_job import ReadTasks, distribute
+        from lmsieve.pipelines.features_job import ReadTasks, distribute, unit_key
 
         B = self.selector.featurizer.num_buckets
         sel = self.selector
-        raw = (distribute(p | "FitUnits" >> ReadTasks(self.fit_tasks_path), "SpreadFit",
-                          key=lambda t: (t.shard, t.unit))
+        raw = (distribute(p | "FitUnits" >> ReadTasks(self.fit_tasks_path), "SpreadFit", key=unit_key)
                | "RawCounts" >> beam.ParDo(RawCountsOfUnit(sel))
                | "SumRaw" >> beam.CombineGlobally(VectorSum(B)))
         tgt = (p | "TargetFiles" >> beam.Create(self.target_paths)
                | "ReadTarget" >> ReadAllFromParquetBatched(columns=["text"])
                | "TargetCounts" >> beam.Map(target_counts, sel)
                | "SumTarget" >> beam.CombineGlobally(VectorSum(B)))
-        return raw | "Fit" >> beam.Map(lambda r, t: fit_dsir(r, t, sel), t=beam.pvalue.AsSingleton(tgt))
+        return raw | "Fit" >> beam.Map(fit_dsir, beam.pvalue.AsSingleton(tgt), sel)
 
 
 __all__ = ["FitDsir", "RawCountsOfUnit", "VectorSum", "fit_dsir", "read_ngram_unit"]

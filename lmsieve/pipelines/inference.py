@@ -163,6 +163,10 @@ class DocModelHandler(ModelHandler[Any, Any, Any], FeatureIdentity):
         return dict(self._hints)
 
 
+def _as_batch(u):
+    return [u]
+
+
 class RunUnitInference(beam.PTransform):
     """``UnitInput`` -> ``UnitOutput``: one unit per ``run_inference`` call, one model per process
     (or per machine with ``large_model``/``model_copies``)."""
@@ -174,7 +178,7 @@ class RunUnitInference(beam.PTransform):
 
     def expand(self, pcoll):
         return (pcoll
-                | "AsBatch" >> beam.Map(lambda u: [u])
+                | "AsBatch" >> beam.Map(_as_batch)
                 | "RunInference" >> RunInference(self.handler.with_no_batching(),
                                                  model_identifier=self.model_identifier))
 

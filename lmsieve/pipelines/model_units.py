@@ -170,21 +170,23 @@ class AssembleShard(beam.DoFn):
             yield {"shard": task.shard.name, "rows": task.shard.rows, "features": [self.name]}
 
 
+def _by_shard(t):
+    return t.shard.index, t
+
+
 def build_model_feature(p, name: str, handler, tasks_path: str, assemble_path: str, fail_on: str | None,
                         progress_secs: float):
     """Add one model feature's per-unit inference and shard assembly to ``p``."""
-    from lmsieve.pipelines.features_job import FailOnShard, ReadTasks, distribute
+    from lmsieve.pipelines.features_job import FailOnShard, ReadTasks, distribute, unit_key
     from lmsieve.pipelines.inference import RunUnitInference
 
     fp = handler.fingerprint()
-    written = (distribute(p | f"{name}Units" >> ReadTasks(tasks_path), f"{name}Spread",
-                          key=lambda t: (t.shard.index, t.unit.index))
+    written = (distribute(p | f"{name}Units" >> ReadTasks(tasks_path), f"{name}Spread", key=unit_key)
                | f"{name}FailHook" >> beam.ParDo(FailOnShard(fail_on))
                | f"{name}Read" >> beam.ParDo(ReadUnitTexts())
                | f"{name}Infer" >> RunUnitInference(handler, model_identifier=f"lmsieve-{name}")
                | f"{name}WriteUnit" >> beam.ParDo(WriteUnit(name, handler.fields(), fp, progress_secs)))
-    assemble = p | f"{name}Shards" >> ReadTasks(assemble_path) | f"{name}KeyShards" >> beam.Map(
-        lambda t: (t.shard.index, t))
+    assemble = p | f"{name}Shards" >> ReadTasks(assemble_path) | f"{name}KeyShards" >> beam.Map(_by_shard)
     return ({"task": assemble, "done": written}
             | f"{name}Join" >> beam.CoGroupByKey()
             | f"{name}Assemble" >> beam.ParDo(AssembleShard(name, handler.fields(), fp, handler.params())))

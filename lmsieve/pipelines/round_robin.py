@@ -154,6 +154,14 @@ def _ranks(best) -> RoundRobinRanks:
     return RoundRobinRanks(order)
 
 
+def _read_candidates(task, feature: str):
+    from lmsieve.pipelines.selection_job import read_side_unit
+
+    t = read_side_unit(task.files[feature], task.unit, [QUERY_IDS, QUERY_SIMS])
+    c = unit_candidates(t, task.row0)
+    return [] if c is None else [c]
+
+
 class QueryRoundRobin(beam.PTransform):
     """units (``UnitTask``s, a task-list file) -> a singleton :class:`RoundRobinRanks` (see the module doc)."""
 
@@ -164,18 +172,9 @@ class QueryRoundRobin(beam.PTransform):
     def expand(self, p):
         from lmsieve.pipelines.features_job import ReadTasks
 
-        feature = self.feature
-
-        def read(task):
-            from lmsieve.pipelines.selection_job import read_side_unit
-
-            t = read_side_unit(task.files[feature], task.unit, [QUERY_IDS, QUERY_SIMS])
-            c = unit_candidates(t, task.row0)
-            return [] if c is None else [c]
-
         return (p
                 | "Units" >> ReadTasks(self.units_path)
-                | "Candidates" >> beam.FlatMap(read)
+                | "Candidates" >> beam.FlatMap(_read_candidates, self.feature)
                 | "TopKPerQuery" >> beam.CombineGlobally(TopKPerQuery(self.k))
                 | "Order" >> beam.Map(_ranks))
 

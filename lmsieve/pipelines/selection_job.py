@@ -466,25 +466,31 @@ def remove_killed_tmp(out_dir: str) -> list[str]:
 
 
 # -- the job ----------------------------------------------------------------------------------------
+def _by_shard(s):
+    return s.shard, s
+
+
 def build_selection_pipeline(p: beam.Pipeline, plan: SelectionPlan, cfg: SelectionConfig, out_dir: str,
                              tmp_dir: str, manifest_base: dict, progress_secs: float = 10.0,
-                             extra_outputs: list[dict] | None = None):
-    """Add the selection job to ``p``. Task lists (units, shards) and the manifest's base are
-    written to ``tmp_dir`` and read at run time: the graph does not grow with the pool."""
+                             extra_outputs: list[dict] | None = None, dry: bool = False):
+    """Add the selection job to ``p``. Task lists (units, shards) and the manifest's base are written
+    to ``tmp_dir`` and read at run time: the graph does not grow with the pool. ``dry``: write
+    nothing (rendering a job without submitting it)."""
     import json
 
-    from lmsieve.pipelines.features_job import ReadTasks
+    from lmsieve.pipelines.features_job import ReadTasks, unit_key
     from lmsieve.pipelines.global_stats import FitDsir
 
     sel = plan.selector
     ranking = cfg.ranking or sel.default_ranking
-    units_path = fileio.write_tasks(fileio.join(tmp_dir, "_tasks", "units.txt"), plan.units)
+    units_path = fileio.write_tasks(fileio.join(tmp_dir, "_tasks", "units.txt"), plan.units, dry)
     base_path = fileio.join(tmp_dir, "_tasks", "manifest-base.json")
-    fileio.write_text(base_path, json.dumps(manifest_base))
-    units = distribute(p | "Units" >> ReadTasks(units_path), "SpreadUnits", key=lambda t: (t.shard, t.unit))
+    if not dry:
+        fileio.write_text(base_path, json.dumps(manifest_base))
+    units = distribute(p | "Units" >> ReadTasks(units_path), "SpreadUnits", key=unit_key)
     score_fn = ScoreUnit(cfg.method, cfg, sel.higher_is_better, ranking, progress_secs)
     if cfg.method == "dsir":
-        fit_path = fileio.write_tasks(fileio.join(tmp_dir, "_tasks", "fit-units.txt"), plan.fit_units)
+        fit_path = fileio.write_tasks(fileio.join(tmp_dir, "_tasks", "fit-units.txt"), plan.fit_units, dry)
         fitted = p | "FitDSIR" >> FitDsir(sel, fit_path, plan.target_paths)
         scored = units | "Score" >> beam.ParDo(score_fn, fitted=beam.pvalue.AsSingleton(fitted))
     elif is_round_robin(sel):
@@ -499,9 +505,9 @@ def build_selection_pipeline(p: beam.Pipeline, plan: SelectionPlan, cfg: Selecti
     counts = chosen | "UnitCounts" >> beam.Map(unit_counts) | "Counts" >> beam.CombineGlobally(CountsFn(plan.quarantined))
     n = len(plan.shards)
     shards_path = fileio.write_tasks(fileio.join(tmp_dir, "_tasks", "shards.txt"),
-                                     [(s.index, OutShard(s, n, tmp_dir, cfg.write_scores)) for s in plan.shards])
+                                     [(s.index, OutShard(s, n, tmp_dir, cfg.write_scores)) for s in plan.shards], dry)
     written = ({"shard": p | "OutShards" >> ReadTasks(shards_path),
-                "scored": chosen | "ByShard" >> beam.Map(lambda s: (s.shard, s))}
+                "scored": chosen | "ByShard" >> beam.Map(_by_shard)}
                | "JoinShard" >> beam.CoGroupByKey()
                | "Write" >> beam.ParDo(WriteShardOutputs()))
     if extra_outputs:
