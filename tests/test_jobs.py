@@ -188,3 +188,36 @@ def test_dataflow_gpu_job_file_renders_offline(tmp_path):
     for b in blobs:
         for path in launcher:
             assert path.encode() not in b, path
+
+
+def test_dockerfile_layers_and_flex_template():
+    """Dependency layers before the code in every image; the CUDA check asserts; the Flex Template
+    metadata declares exactly lmsieve's own options (plus the worker image)."""
+    import json
+
+    from lmsieve.pipelines.options import LmsieveOptions
+
+    text = (REPO / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    by_name = {s.split("\n", 1)[0].split(" AS ")[-1].strip(): s for s in stages}
+    assert {"base", "gpu-deps", "gpu", "cpu-deps", "cpu", "launcher"} <= set(by_name)
+    for name in ("gpu-deps", "cpu-deps"):  # dependency layers: no code copied
+        assert "requirements.lock" in by_name[name] and "COPY lmsieve" not in by_name[name]
+    for name in ("gpu", "cpu", "launcher"):
+        s = by_name[name]
+        assert s.index("COPY lmsieve") > s.find("FROM"), name
+        assert "-deps" in s.split("\n", 1)[0] and "pip install -r requirements.lock" not in s
+    assert "assert torch.version.cuda is not None" in text and "check_cuda.py" in by_name["gpu-deps"]
+    assert "check_cuda.py" in by_name["gpu"] and "check_cuda.py" not in by_name["cpu"]
+    assert "requirements-gcp.lock" in by_name["launcher"] and "FLEX_TEMPLATE_PYTHON_PY_FILE" in by_name["launcher"]
+    meta = json.loads((REPO / "jobs" / "flex_template_metadata.json").read_text())
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    LmsieveOptions._add_argparse_args(parser)
+    own = {a.dest for a in parser._actions if a.dest != "help"}
+    params = {p["name"] for p in meta["parameters"]}
+    assert params - {"sdk_container_image"} == own
+    lock = dict(l.split("==") for l in (REPO / "requirements.lock").read_text().split() if "==" in l)
+    gcp = dict(l.split("==") for l in (REPO / "requirements-gcp.lock").read_text().split() if "==" in l)
+    assert all(gcp[k] == v for k, v in lock.items()) and "google-apitools" in gcp  # the lock, plus the extra

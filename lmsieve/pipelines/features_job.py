@@ -414,6 +414,13 @@ def job_tmp_dir(opts, out_dir: str) -> str:
     return fileio.join(base, f"lmsieve-{uuid.uuid4().hex[:12]}")
 
 
+def waits(opts) -> bool:
+    """False with ``--no_wait_until_finish`` (a Flex Template launcher must not block on the job)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    return not opts.view_as(StandardOptions).no_wait_until_finish
+
+
 def finished(result) -> bool:
     """True when there is no job, or it is over (a failed local run raises before a result exists)."""
     from apache_beam.runners.runner import PipelineState
@@ -479,7 +486,8 @@ def run_features_job(pool, features_dir: str, table_features: list[TableFeature]
             build_features_pipeline(p, plan, progress_secs, fail_on_shard, check_policy(on_invalid), max_doc_bytes,
                                     tmp_dir)
             result = p.run()
-            result.wait_until_finish()
+            if waits(opts):
+                result.wait_until_finish()
         finally:
             if finished(result):  # a job still running on a service reads its task lists
                 remove_tree(tmp_dir)

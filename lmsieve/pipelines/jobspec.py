@@ -526,6 +526,9 @@ def run_job(spec: JobSpec, beam_flags: list[str] | None = None, stage: str = "al
     if stage == "features" and not spec.features or stage == "selection" and not spec.selection:
         raise ConfigError(f"{spec.source}: {stage}: the spec has no [{stage}] table to run")
     flags = spec.beam_flags() + list(beam_flags or [])
+    if stage == "all" and spec.features and spec.selection and "--no_wait_until_finish" in flags:
+        raise ConfigError(f"{spec.source}: --no_wait_until_finish submits one job and returns: run the stages "
+                          "separately (--lmsieve_stage features, then --lmsieve_stage selection)")
     shards = None
     if spec.features and stage in ("all", "features"):
         opts = _merged_options(spec, list(beam_flags or []))

@@ -573,6 +573,10 @@ def run_selection_job(pool, features_dir: str, target, out_dir: str, cfg: Select
     build_selection_pipeline(p, plan, cfg, out_dir, tmp_dir, manifest_base(plan, cfg, features_dir), progress_secs,
                              extra)
     result = p.run()
+    from lmsieve.pipelines.features_job import waits
+
+    if not waits(opts):
+        return {"submitted": True, "out": out_dir}
     result.wait_until_finish()
     counters = query_counters(result)
     if not fileio.exists(manifest_path):  # a runner that returns before the job ends
