@@ -62,6 +62,7 @@ class Scored:
     domain: np.ndarray  # object: domain or None
     group: np.ndarray  # object: budget group ("" for a global budget)
     selected: np.ndarray | None = None
+    tokens: np.ndarray | None = None  # int64 UTF-8 bytes per document (the mixture step's counts)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,20 @@ class Cutoff:
         return eligible & ok
 
 
+@dataclass(frozen=True)
+class WeightTarget:
+    """A budget given directly as a weight target (the mixture step's per-component quota):
+    keep the shortest prefix whose weight reaches ``target``."""
+
+    target: float | None = None
+    threshold = None
+    k = None
+    fraction = None
+
+
 def budget_kind(b: Budget) -> str:
+    if isinstance(b, WeightTarget):
+        return "weight"
     if b.threshold is not None:
         return "threshold"
     return "weight" if b.length_fraction is not None else "count"
@@ -95,6 +109,8 @@ def budget_kind(b: Budget) -> str:
 
 def budget_target(b: Budget, n_valid: int, total_weight: int) -> float:
     """The prefix the budget asks for, in its unit: documents, or weight (API semantics)."""
+    if isinstance(b, WeightTarget):
+        return float(b.target)
     if b.k is not None:
         return float(b.k)
     if b.fraction is not None:
@@ -293,7 +309,14 @@ def boundaries(quantiles) -> tuple[np.ndarray, np.ndarray]:
 
 
 # module-level steps (pickled by reference; see features_job.distribute)
-def _approx_cutoffs(_, searched, budgets, totals, quants):
+def _with_targets(budgets: dict, targets: dict | None) -> dict:
+    if targets is None:
+        return budgets
+    return {g: WeightTarget(targets.get(g, 0.0)) if isinstance(b, WeightTarget) else b for g, b in budgets.items()}
+
+
+def _approx_cutoffs(_, searched, budgets, totals, quants, targets=None):
+    budgets = _with_targets(budgets, targets)
     out = []
     for g in searched:
         b = budgets[g]
@@ -302,7 +325,8 @@ def _approx_cutoffs(_, searched, budgets, totals, quants):
     return out
 
 
-def _plan_bands(_, searched, budgets, totals, hist):
+def _plan_bands(_, searched, budgets, totals, hist, targets=None):
+    budgets = _with_targets(budgets, targets)
     bands, trivial = {}, []
     for g in searched:
         c = trivial_cutoff(budgets[g], totals.get(g))
@@ -333,8 +357,12 @@ class GroupCutoffs(beam.PTransform):
     """PCollection[Scored] -> PCollection[(group, Cutoff)] for every budgeted group."""
 
     def __init__(self, budgets: dict, *, exact: bool = True, num_quantiles: int = 1001,
-                 epsilon: float = 1e-3, max_num_elements: int | None = None, higher_is_better: bool = True):
+                 epsilon: float = 1e-3, max_num_elements: int | None = None, higher_is_better: bool = True,
+                 targets=None):
+        """``targets``: optional singleton PCollection {group: weight target} filling the
+        :class:`WeightTarget` budgets at run time (targets computed from the data)."""
         super().__init__()
+        self.targets = targets
         self.budgets, self.exact = dict(budgets), exact
         self.num_quantiles, self.epsilon = int(num_quantiles), float(epsilon)
         self.max_num_elements = max_num_elements
@@ -364,16 +392,17 @@ class GroupCutoffs(beam.PTransform):
                   | "Quantiles" >> beam.CombinePerKey(qfn))
         one = p | "Once" >> beam.Create([None])
         tot_si = beam.pvalue.AsDict(totals)
+        tgt = {} if self.targets is None else {"targets": beam.pvalue.AsSingleton(self.targets)}
         if not self.exact:
             outs.append(one | "ApproxCutoffs" >> beam.FlatMap(_approx_cutoffs, searched, budgets, totals=tot_si,
-                                                               quants=beam.pvalue.AsDict(quants)))
+                                                               quants=beam.pvalue.AsDict(quants), **tgt))
             return outs | "AllCutoffs" >> beam.Flatten()
         bounds = quants | "Bounds" >> beam.Map(_bounds)
         bounds_si = beam.pvalue.AsDict(bounds)
         hist = (scored | "HistInputs" >> beam.FlatMap(hist_inputs, kinds, bounds_si)
                 | "SumHist" >> beam.CombinePerKey(ArraySum()))
         planned = one | "LocateBands" >> beam.FlatMap(_plan_bands, searched, budgets, totals=tot_si,
-                                                      hist=beam.pvalue.AsDict(hist))
+                                                      hist=beam.pvalue.AsDict(hist), **tgt)
         bands_si = beam.pvalue.AsSingleton(planned | "Bands" >> beam.Map(_first))
         outs.append(planned | "TrivialCutoffs" >> beam.FlatMap(_second))
         outs.append(scored | "BandInputs" >> beam.FlatMap(band_inputs, bands_si, bounds_si)

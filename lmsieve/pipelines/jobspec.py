@@ -548,7 +548,9 @@ def run_job(spec: JobSpec, beam_flags: list[str] | None = None, stage: str = "al
     if spec.mixture and stage in ("all", "selection"):
         from lmsieve.pipelines.mixture_step import run_mixture_step
 
-        res.mixture = run_mixture_step(spec.mixture)
+        from lmsieve.pipelines.options import make_options
+
+        res.mixture = run_mixture_step(spec.mixture, options=make_options(flags))
     return res
 
 

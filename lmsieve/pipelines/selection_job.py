@@ -98,10 +98,11 @@ class OutShard:
     n_shards: int
     tmp_dir: str
     write_scores: bool
+    prefix: str = "selected"
 
     @property
     def selected_name(self) -> str:
-        return f"selected-{self.shard.index:05d}-of-{self.n_shards:05d}.parquet"
+        return f"{self.prefix}-{self.shard.index:05d}-of-{self.n_shards:05d}.parquet"
 
     @property
     def scores_name(self) -> str:
@@ -354,6 +355,10 @@ def scores_schema() -> pa.Schema:
     return SCORES_SCHEMA.append(pa.field("selected", pa.bool_()))
 
 
+def _unit_of(s) -> int:
+    return s.unit
+
+
 class WriteShardOutputs(beam.DoFn):
     """One input shard's selected documents (read back by position) and its scores, to the temp dir."""
 
@@ -363,7 +368,7 @@ class WriteShardOutputs(beam.DoFn):
         if not outs:
             return
         o: OutShard = outs[0]
-        parts = sorted(grouped["scored"], key=lambda s: s.unit)
+        parts = sorted(grouped["scored"], key=_unit_of)
         shard = o.shard
         files = []
         with fileio.open_read(shard.path) as fh:
@@ -420,15 +425,16 @@ class Commit(beam.DoFn):
     """After every output is in place: remove stale outputs of an earlier run, write the manifest
     (last; its base is read from the temp dir, not carried in the graph), remove the temp dir."""
 
-    def __init__(self, out_dir: str, tmp_dir: str, base_path: str):
-        self.out_dir, self.tmp_dir, self.base_path = out_dir, tmp_dir, base_path
+    def __init__(self, out_dir: str, tmp_dir: str, base_path: str,
+                 patterns: tuple = ("selected-*.parquet", "scores-*.parquet", QUARANTINE_FILE)):
+        self.out_dir, self.tmp_dir, self.base_path, self.patterns = out_dir, tmp_dir, base_path, patterns
 
     def process(self, _, outputs, counts):
         import json
 
-        outputs = sorted(outputs, key=lambda o: o["path"])
+        outputs = sorted(outputs, key=_path_of)
         names = {o["path"] for o in outputs}
-        stale = [p for pat in ("selected-*.parquet", "scores-*.parquet", QUARANTINE_FILE)
+        stale = [p for pat in self.patterns
                  for p in fileio.list_files(self.out_dir, pat)
                  if p.rsplit("/", 1)[-1] not in names]
         fileio.delete(stale)
@@ -438,6 +444,10 @@ class Commit(beam.DoFn):
         fileio.write_text(fileio.join(self.out_dir, MANIFEST), json.dumps(manifest, indent=2) + "\n")
         _remove_dir(self.tmp_dir)
         yield fileio.join(self.out_dir, MANIFEST)
+
+
+def _path_of(o: dict) -> str:
+    return o["path"]
 
 
 def _remove_dir(d: str) -> None:
