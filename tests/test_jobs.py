@@ -221,3 +221,26 @@ def test_dockerfile_layers_and_flex_template():
     lock = dict(l.split("==") for l in (REPO / "requirements.lock").read_text().split() if "==" in l)
     gcp = dict(l.split("==") for l in (REPO / "requirements-gcp.lock").read_text().split() if "==" in l)
     assert all(gcp[k] == v for k, v in lock.items()) and "google-apitools" in gcp  # the lock, plus the extra
+
+
+def test_schema_is_printed_and_lm_features_take_portable_references(tmp_path, capsys):
+    import json
+
+    from lmsieve.cli.main import main
+
+    assert main(["run", "--schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    sel = schema["$defs"]["SelectionTable"]["properties"]
+    kf = sel["keep_fraction"]["anyOf"][0]
+    assert kf["exclusiveMinimum"] == 0 and kf["maximum"] == 1
+    assert "description" in sel["num_quantiles"] and "inputs" in schema["required"]
+    raw = _set(_demo(), "features.compute", ["dsir_ngrams", "proxy_loss"])
+    raw = _set(raw, "features.proxy_loss", {"proxy": "smollm2-135m", "max_batch_size": 8, "options": {"window": 64}})
+    spec = validate_spec(raw, "lm.toml")
+    (h,) = spec.model_handlers()
+    assert h.name == "proxy_loss" and h.factory.proxy.kind == "fetched" and h.max_batch_size == 8
+    for key, value in (("features.proxy_loss.max_batch_size", 0), ("features.proxy_loss.bogus", 1),
+                       ("beam.max_num_workers", {"a": 1})):
+        with pytest.raises(ConfigError) as err:
+            validate_spec(_set(raw, key, value), "lm.toml")
+        assert str(err.value).startswith(f"lm.toml: {key}: "), str(err.value)

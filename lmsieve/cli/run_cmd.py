@@ -18,6 +18,8 @@ def _own_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a spec key, VALUE in TOML (e.g. --set selection.seed=3), repeatable")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    p.add_argument("--schema", action="store_true",
+                   help="print the job spec schema (JSON Schema: every table, key, type, default, description) and exit")
     p.add_argument("--dataflow-job-file", metavar="FILE", default=None,
                    help="render the Dataflow job request(s) to FILE (JSON, plus FILE.pipeline.pb) without "
                         "submitting: Beam's DataflowRunner --dry_run, no credentials, no data read (needs .[gcp])")
@@ -35,7 +37,7 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _own_args(p)
-    p.add_argument("job", metavar="JOB.toml", help="job spec")
+    p.add_argument("job", metavar="JOB.toml", nargs="?", help="job spec (see --schema)")
     p.add_argument("beam_args", nargs=argparse.REMAINDER, help="Beam pipeline flags")
     p.set_defaults(func=run)
 
@@ -45,6 +47,15 @@ def run(args) -> int:
     from lmsieve.pipelines.options import LmsieveOptions, make_options, runner_name
 
     own, beam_flags = _own_parser().parse_known_args(args.beam_args or [])
+    if args.schema or own.schema:
+        from lmsieve.pipelines.spec_schema import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    if not args.job:
+        from lmsieve.schemas.errors import ConfigError
+
+        raise ConfigError("run: give a job spec (JOB.toml), or --schema")
     check = args.check or own.check
     no_progress = args.no_progress or own.no_progress
     lm = make_options(beam_flags).view_as(LmsieveOptions)
