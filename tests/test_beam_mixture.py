@@ -40,6 +40,10 @@ def test_beam_mixture_equals_lmsieve_mix(tmp_path, extra):
     spec = spec_from_dict({"weights": weights, **extra, "pool": [str(d / "a.parquet"), str(d / "b.parquet")]},
                           where="mixture")
     ref_rows, ref = mix(spec, str(tmp_path / "api"))
+    killed = tmp_path / "beam" / ".tmp-beam-killed"  # what a killed mixture step leaves, with a stale output
+    killed.mkdir(parents=True)
+    (killed / "mixture-00000-of-00002.parquet").write_bytes(b"partial")
+    (tmp_path / "beam" / "mixture-00007-of-00009.parquet").write_bytes(b"stale")
     old = fileio.UNIT_MAX_ROWS
     fileio.UNIT_MAX_ROWS = 200
     try:
