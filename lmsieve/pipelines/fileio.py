@@ -361,8 +361,11 @@ def write_tasks(path: str, tasks, dry: bool = False) -> str:
 
     if dry:
         return path
-    lines = [base64.b64encode(pickle.dumps(t, protocol=4)).decode("ascii") for t in tasks]
-    write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+    tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+    with open_write(tmp) as f:  # streamed: the launcher never holds the whole list as text
+        for t in tasks:
+            f.write(base64.b64encode(pickle.dumps(t, protocol=4)) + b"\n")
+    rename(tmp, path)
     return path
 
 
