@@ -8,18 +8,20 @@ A spec has up to six tables (see ``jobs/*.toml`` for commented examples)::
     [features]   out (required), compute, and one table per feature with its parameters:
                  [features.dsir_ngrams] num_buckets, ngrams
                  [features.embeddings]  model, dtype, device, max_batch_size, large_model, accelerator, ...
+                 [features.proxy_loss]  proxy (a reference), options, handler keys (also proxy_chunks, pooled, sae)
                  [features.<method>]    parameters of a stored-score selector (zipfit, random)
     [selection]  method, out (required); one budget: keep | keep_fraction | keep_chars_fraction |
                  threshold; seed, ranking, temperature, exact, num_quantiles, epsilon, write_scores;
                  [selection.params] method parameters; [selection.quotas] per-domain budgets
     [beam]       Beam pipeline flags as key = value (runner, project, region, temp_location, ...)
-    [mixture]    out, and `lmsieve mix`'s [mixture] keys except pool: a mixture sampled on the driver
-                 from the selection output after the selection job (lmsieve/pipelines/mixture_step.py)
+    [mixture]    out, and `lmsieve mix`'s [mixture] keys except pool: a mixture sampled in Beam from the
+                 selection output after the selection job (lmsieve/pipelines/mixture_step.py)
 
 Relative paths are relative to the working directory, and may not leave it through ``..``
 (nor may any path hold a ``..`` component once absolute or a URL): a spec names its inputs and
-outputs explicitly, so a shared spec cannot write outside its run. Validation reads no data: it checks
-structure, types and ranges, cross-field rules (one budget, the features the method needs,
+outputs explicitly, so a shared spec cannot write outside its run. Validation reads no data: the
+schema (pydantic, :mod:`lmsieve.pipelines.spec_schema`) checks structure, types and ranges; then
+cross-field rules (one budget, the features the method needs,
 Dataflow's required flags and remote paths) and builds every selector and handler from its
 parameters, so a spec that validates fails later only on data or infrastructure.
 """
