@@ -352,28 +352,35 @@ class AtomicParquetWriter:
 
 
 # -- task lists (keep the job graph independent of the pool's size) ------------------------------
+def _task_coder():
+    """Beam's own element coder: tasks are encoded exactly as ``beam.Create(tasks)`` would have put
+    them into the job graph (launcher-made objects, never user data)."""
+    from apache_beam.coders import PickleCoder
+
+    return PickleCoder()
+
+
 def write_tasks(path: str, tasks, dry: bool = False) -> str:
-    """Write picklable tasks, one base64 pickle per line, to ``path`` (a temp location); the
+    """Write tasks, one base64-encoded element per line, to ``path`` (a temp location); the
     pipeline reads them back with :class:`ReadTasks`, so the graph holds one path, not the pool.
     ``dry``: only return the path (rendering a job without submitting it)."""
     import base64
-    import pickle
 
     if dry:
         return path
+    coder = _task_coder()
     tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
     with open_write(tmp) as f:  # streamed: the launcher never holds the whole list as text
         for t in tasks:
-            f.write(base64.b64encode(pickle.dumps(t, protocol=4)) + b"\n")
+            f.write(base64.b64encode(coder.encode(t)) + b"\n")
     rename(tmp, path)
     return path
 
 
 def decode_task(line: str):
     import base64
-    import pickle
 
-    return pickle.loads(base64.b64decode(line))  # our own temp file, written by the launcher
+    return _task_coder().decode(base64.b64decode(line))
 
 
 def read_tasks(path: str) -> list:

@@ -187,7 +187,8 @@ def _first_error(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
     if t == "missing":
         return key, "required"
     if t == "literal_error":
-        return key, f"must be one of {e['ctx']['expected']}, got {got!r}"
+        expected = str(e["ctx"]["expected"]).replace("'", "").replace(" or ", ", ")
+        return key, f"must be one of {expected}, got {got!r}"
     if t in _TYPES:
         return key, f"expected {_TYPES[t]}, got {got!r}"
     if t in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
