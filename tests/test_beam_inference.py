@@ -62,7 +62,7 @@ class _Len:
 
 
 def test_handler_base_keys_batches_and_bytes():
-    h = _Lengths(max_batch_size=4, max_batch_chars=20, length_cap=10)
+    h = _Lengths(max_batch_size=4, max_batch_tokens=20, max_tokens=10)
     assert h.get_num_bytes([("a", "xyz"), ("b", "hello")]) == 8
     assert h.text_length(("k", "x" * 50)) == 10
     docs = [(f"id{i}", "x" * (i * 3)) for i in range(11)]

@@ -149,3 +149,98 @@ def _sample(name: str) -> Path:
     from lmsieve.data import sample_path
 
     return Path(sample_path(name))
+
+
+def test_dataflow_gpu_job_file_renders_offline(tmp_path):
+    """`lmsieve run --dataflow-job-file` renders the GPU features job (Beam's DataflowRunner
+    --dry_run, no credentials): worker image, accelerator, machine type, and no launcher path
+    (repository, model directory, working directory) anywhere in the request or the pipeline proto,
+    including inside the pickled DoFns."""
+    pytest.importorskip("apitools", reason="the Dataflow client comes with the gcp extra: "
+                                           "pip install -r requirements-gcp.lock (see docs/beam.md)")
+    import json
+    import os
+
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    from lmsieve.cli.main import main
+    from lmsieve.pipelines.dataflow import pickled_payloads
+    from lmsieve.pipelines.inference import packaged_model_path
+
+    out = tmp_path / "job.json"
+    assert main(["run", str(REPO / "jobs" / "dataflow_gpu_features.toml"), "--dataflow-job-file", str(out)]) == 0
+    job = json.loads(out.read_text())
+    env = job["environment"]
+    pool = env["workerPools"][0]
+    spec = load_spec(REPO / "jobs" / "dataflow_gpu_features.toml")
+    image = spec.beam["sdk_container_image"]
+    assert pool["machineType"] == "g2-standard-8"
+    assert pool["workerHarnessContainerImage"] == image
+    assert [c["containerImage"] for c in pool["sdkHarnessContainerImages"]] == [image]
+    assert env["serviceOptions"] == ["worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"]
+    assert env["tempStoragePrefix"].startswith("storage.googleapis.com/my-bucket/tmp")
+    proto = beam_runner_api_pb2.Pipeline.FromString((tmp_path / "job.json.pipeline.pb").read_bytes())
+    names = {t.unique_name for t in proto.components.transforms.values()}
+    assert {"embeddingsInfer/RunInference/BeamML_RunInference", "ComputeFeatures"} <= names, sorted(names)[:20]
+    blobs = [out.read_bytes(), (tmp_path / "job.json.pipeline.pb").read_bytes()] + pickled_payloads(proto)
+    assert any(b"SentenceEmbeddingHandler" in b for b in blobs)  # the decoder sees inside the pickles
+    launcher = {str(REPO), str(packaged_model_path()), os.getcwd(), str(tmp_path)}
+    for b in blobs:
+        for path in launcher:
+            assert path.encode() not in b, path
+
+
+def test_dockerfile_layers_and_flex_template():
+    """Dependency layers before the code in every image; the CUDA check asserts; the Flex Template
+    metadata declares exactly lmsieve's own options (plus the worker image)."""
+    import json
+
+    from lmsieve.pipelines.options import LmsieveOptions
+
+    text = (REPO / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    by_name = {s.split("\n", 1)[0].split(" AS ")[-1].strip(): s for s in stages}
+    assert {"base", "gpu-deps", "gpu", "cpu-deps", "cpu", "launcher"} <= set(by_name)
+    for name in ("gpu-deps", "cpu-deps"):  # dependency layers: no code copied
+        assert "requirements.lock" in by_name[name] and "COPY lmsieve" not in by_name[name]
+    for name in ("gpu", "cpu", "launcher"):
+        s = by_name[name]
+        assert s.index("COPY lmsieve") > s.find("FROM"), name
+        assert "-deps" in s.split("\n", 1)[0] and "pip install -r requirements.lock" not in s
+    assert "assert torch.version.cuda is not None" in text and "check_cuda.py" in by_name["gpu-deps"]
+    assert "check_cuda.py" in by_name["gpu"] and "check_cuda.py" not in by_name["cpu"]
+    assert "requirements-gcp.lock" in by_name["launcher"] and "FLEX_TEMPLATE_PYTHON_PY_FILE" in by_name["launcher"]
+    meta = json.loads((REPO / "jobs" / "flex_template_metadata.json").read_text())
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    LmsieveOptions._add_argparse_args(parser)
+    own = {a.dest for a in parser._actions if a.dest != "help"}
+    params = {p["name"] for p in meta["parameters"]}
+    assert params - {"sdk_container_image"} == own
+    lock = dict(l.split("==") for l in (REPO / "requirements.lock").read_text().split() if "==" in l)
+    gcp = dict(l.split("==") for l in (REPO / "requirements-gcp.lock").read_text().split() if "==" in l)
+    assert all(gcp[k] == v for k, v in lock.items()) and "google-apitools" in gcp  # the lock, plus the extra
+
+
+def test_schema_is_printed_and_lm_features_take_portable_references(tmp_path, capsys):
+    import json
+
+    from lmsieve.cli.main import main
+
+    assert main(["run", "--schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    sel = schema["$defs"]["SelectionTable"]["properties"]
+    kf = sel["keep_fraction"]["anyOf"][0]
+    assert kf["exclusiveMinimum"] == 0 and kf["maximum"] == 1
+    assert "description" in sel["num_quantiles"] and "inputs" in schema["required"]
+    raw = _set(_demo(), "features.compute", ["dsir_ngrams", "proxy_loss"])
+    raw = _set(raw, "features.proxy_loss", {"proxy": "smollm2-135m", "max_batch_size": 8, "options": {"window": 64}})
+    spec = validate_spec(raw, "lm.toml")
+    (h,) = spec.model_handlers()
+    assert h.name == "proxy_loss" and h.factory.proxy.kind == "fetched" and h.max_batch_size == 8
+    for key, value in (("features.proxy_loss.max_batch_size", 0), ("features.proxy_loss.bogus", 1),
+                       ("beam.max_num_workers", {"a": 1})):
+        with pytest.raises(ConfigError) as err:
+            validate_spec(_set(raw, key, value), "lm.toml")
+        assert str(err.value).startswith(f"lm.toml: {key}: "), str(err.value)

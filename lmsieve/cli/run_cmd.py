@@ -18,6 +18,11 @@ def _own_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a spec key, VALUE in TOML (e.g. --set selection.seed=3), repeatable")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    p.add_argument("--schema", action="store_true",
+                   help="print the job spec schema (JSON Schema: every table, key, type, default, description) and exit")
+    p.add_argument("--dataflow-job-file", metavar="FILE", default=None,
+                   help="render the Dataflow job request(s) to FILE (JSON, plus FILE.pipeline.pb) without "
+                        "submitting: Beam's DataflowRunner --dry_run, no credentials, no data read (needs .[gcp])")
 
 
 def add_parser(sub) -> None:
@@ -32,7 +37,7 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _own_args(p)
-    p.add_argument("job", metavar="JOB.toml", help="job spec")
+    p.add_argument("job", metavar="JOB.toml", nargs="?", help="job spec (see --schema)")
     p.add_argument("beam_args", nargs=argparse.REMAINDER, help="Beam pipeline flags")
     p.set_defaults(func=run)
 
@@ -42,6 +47,15 @@ def run(args) -> int:
     from lmsieve.pipelines.options import LmsieveOptions, make_options, runner_name
 
     own, beam_flags = _own_parser().parse_known_args(args.beam_args or [])
+    if args.schema or own.schema:
+        from lmsieve.pipelines.spec_schema import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    if not args.job:
+        from lmsieve.schemas.errors import ConfigError
+
+        raise ConfigError("run: give a job spec (JOB.toml), or --schema")
     check = args.check or own.check
     no_progress = args.no_progress or own.no_progress
     lm = make_options(beam_flags).view_as(LmsieveOptions)
@@ -52,6 +66,13 @@ def run(args) -> int:
         parts = [n for n, t in (("features", spec.features), ("selection", spec.selection)) if t]
         runner = runner_name(make_options(spec.beam_flags() + beam_flags))
         print(f"{args.job}: valid ({spec.name}: {' + '.join(parts)}; runner {runner})")
+        return 0
+    job_file = args.dataflow_job_file or own.dataflow_job_file
+    if job_file:
+        from lmsieve.pipelines.dataflow import render_job_files
+
+        for f in render_job_files(spec, beam_flags, job_file, stage):
+            print(f"{args.job}: Dataflow job request written to {f} (not submitted)")
         return 0
     progress = 0.0 if no_progress else lm.lmsieve_progress_secs
     out = (spec.selection or {}).get("out") or (spec.features or {}).get("out")

@@ -13,14 +13,22 @@ Pipeline:
   the rows, computes every pending feature per Arrow table, and writes each side file (one row
   group per unit) under a temporary name renamed into place when the shard is done. A shard is
   the unit of resumption: shards committed before a failure stay committed.
-* model features (``embeddings``): documents are read as ``((shard, row), text)``, run through
-  ``RunInference`` (:mod:`lmsieve.pipelines.inference`), regrouped per shard and written the same
-  way. The regrouping is a shuffle, so a failed model job resumes per job, not per shard.
+* model features (``embeddings``, the LM features): per *unit*, see :mod:`lmsieve.pipelines.model_units`
+  (read a unit, RunInference on it, write it; a shard's side file is assembled from its units): a
+  failure resumes per unit.
+
+The task lists travel as files in the job's temp location (:func:`fileio.write_tasks`), never inside
+the job graph, so the graph has the same size for 10 or 10 million shards. An unreadable unit (a
+corrupt data page behind an intact footer) stops the job naming the file and row groups, or, with
+``on_invalid = "quarantine"``, becomes quarantine records (file, rows, reason) and the job finishes.
+Resumption compares each input's content fingerprint (size, mtime/update time, footer hash).
 """
 from __future__ import annotations
 
 import logging
+import os
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -52,9 +60,10 @@ class Shard:
     rows: int
     units: tuple[fileio.Unit, ...]
     columns: tuple[str, ...] = ()
+    fingerprint: str = ""  # fileio.content_fingerprint: size, mtime/update time, footer hash
 
     def to_input(self) -> dict:
-        return {"path": self.path, "rows": self.rows, "bytes": self.bytes}
+        return {"path": self.path, "rows": self.rows, "bytes": self.bytes, "fingerprint": self.fingerprint}
 
 
 @dataclass(frozen=True)
@@ -77,10 +86,11 @@ def plan_shards(pool, threads: int = 16, require_text: bool = True) -> list[Shar
             except (pa.ArrowException, OSError) as exc:
                 raise InputError(f"not a readable Parquet file ({exc})", p) from None
             md, schema = pf.metadata, pf.schema_arrow
+            fp = fileio.content_fingerprint(p, f)
         if require_text:
             check_columns(schema, p)
         return Shard(i, names[i], p, fileio.file_size(p), md.num_rows, tuple(fileio.plan_units(md)),
-                     tuple(schema.names))
+                     tuple(schema.names), fp)
 
     with ThreadPoolExecutor(max(1, min(threads, len(paths)))) as ex:
         return list(ex.map(one, range(len(paths))))
@@ -106,8 +116,9 @@ def side_file_status(path: str, fp: str, shard: Shard) -> tuple[str, dict | None
     meta = fileio.read_json_metadata(md, META_KEY)
     if meta is None:
         return "unreadable", None
-    ok = (meta.get("fingerprint") == fp and meta.get("input", {}).get("rows") == shard.rows
-          and meta.get("input", {}).get("bytes") == shard.bytes
+    inp = meta.get("input", {})
+    ok = (meta.get("fingerprint") == fp and inp.get("rows") == shard.rows and inp.get("bytes") == shard.bytes
+          and inp.get("fingerprint", "") == shard.fingerprint
           and meta.get("units") == [u.to_list() for u in shard.units]
           and md.num_rows == shard.rows and md.num_row_groups == len(shard.units))
     return ("complete" if ok else "stale"), meta
@@ -115,14 +126,19 @@ def side_file_status(path: str, fp: str, shard: Shard) -> tuple[str, dict | None
 
 # -- table features ---------------------------------------------------------------------------------
 class FailOnShard(beam.DoFn):
-    """Test hook: raise on one shard (simulates a worker dying in the middle of a job)."""
+    """Test hook: raise on one shard, or on one unit (``"SHARD:UNIT"``) of a model feature
+    (simulates a worker dying in the middle of a job)."""
 
     def __init__(self, shard_name: str | None):
         self.shard_name = shard_name
 
-    def process(self, task: ShardTask):
-        if self.shard_name is not None and task.shard.name == self.shard_name:
-            raise RuntimeError(f"injected failure on shard {task.shard.name}")
+    def process(self, task):
+        name = task.shard.name
+        unit = getattr(task, "unit", None)
+        if self.shard_name is not None and (name == self.shard_name or
+                                            unit is not None and f"{name}:{unit.index}" == self.shard_name):
+            where = name if unit is None or ":" not in self.shard_name else f"{name} unit {unit.index}"
+            raise RuntimeError(f"injected failure on shard {where}")
         yield task
 
 
@@ -180,8 +196,13 @@ class ComputeShardFeatures(beam.DoFn):
             with fileio.open_read(shard.path) as fh:
                 pf = pq.ParquetFile(fh)
                 for unit in shard.units:
-                    table = fileio.read_unit(pf, unit, cols)
-                    valid = q.check(table, shard.path, row_offset=unit.row_start)
+                    try:
+                        table = fileio.read_unit(pf, unit, cols, shard.path)
+                        valid = q.check(table, shard.path, row_offset=unit.row_start)
+                    except fileio.UnreadableUnit as exc:
+                        if self.on_invalid != "quarantine" or docs_feat is None:
+                            raise
+                        table, valid = quarantine_unit(q, shard.path, unit, exc)
                     n_bad = int((~valid).sum())
                     invalid += n_bad
                     ids = safe_ids(table)
@@ -220,6 +241,19 @@ class ComputeShardFeatures(beam.DoFn):
         yield {"shard": shard.name, "rows": shard.rows, "invalid": invalid, "features": list(task.pending)}
 
 
+def quarantine_unit(q: Quarantine, path: str, unit: fileio.Unit, exc: Exception) -> tuple[pa.Table, np.ndarray]:
+    """Record every row of an unreadable unit as quarantined (file, row, reason) and stand in an
+    all-invalid table for it (null ids), so the side files keep their one-row-group-per-unit layout."""
+    n = unit.rows
+    log.warning("quarantined %s: %s", path, exc)
+    start = q.n_read
+    q._sources.append((path, start - unit.row_start))
+    q.n_read += n
+    q._record(pa.nulls(n, pa.string()), path, np.arange(n), [fileio.UnreadableUnit.reason] * n, unit.row_start, start)
+    q.kept_index_ = q.kept_index_  # nothing kept
+    return pa.table({ID: pa.nulls(n, pa.string()), TEXT: pa.nulls(n, pa.string())}), np.zeros(n, dtype=bool)
+
+
 def write_quarantine(q: Quarantine, path: str) -> None:
     """The shard's quarantined rows, or no file (a stale one from an earlier run is removed)."""
     if q.n:
@@ -233,83 +267,43 @@ def _shard_key(t):
     return t.shard.index
 
 
+def unit_key(t):
+    """(shard, unit) of a unit task (a selection ``UnitTask`` or a ``ModelUnitTask``)."""
+    return (t.shard, t.unit) if isinstance(t.shard, int) else (t.shard.index, t.unit.index)
+
+
+def _keyed(t, key):
+    return key(t), t
+
+
+def _values(kv):
+    return kv[1]
+
+
 def distribute(pcoll, label: str, key=_shard_key):
     """Spread tasks over workers: a reshuffle on deterministic keys (shard index by default), so
-    in-process runners keep the input order and distributed runners spread them by key."""
+    in-process runners keep the input order and distributed runners spread them by key.
+
+    Functions handed to Beam here and in the other pipeline modules are module-level (pickled by
+    reference), never lambdas or closures: those are pickled by value with their source file's
+    path, a launcher path inside the job."""
     return (pcoll
-            | f"{label}Key" >> beam.Map(lambda t: (key(t), t))
+            | f"{label}Key" >> beam.Map(_keyed, key)
             | f"{label}Group" >> beam.GroupByKey()
-            | f"{label}Values" >> beam.FlatMap(lambda kv: kv[1]))
+            | f"{label}Values" >> beam.FlatMap(_values))
 
 
-# -- model features ---------------------------------------------------------------------------------
-class ReadForInference(beam.DoFn):
-    """Valid documents of a shard as ``((shard index, row), text)``."""
+class ReadTasks(beam.PTransform):
+    """The tasks of a task-list file (:func:`fileio.write_tasks`): the graph holds the file's path
+    only; the lines are read (and split) at run time."""
 
-    def process(self, task: ShardTask):
-        shard = task.shard
-        with fileio.open_read(shard.path) as fh:
-            pf = pq.ParquetFile(fh)
-            for unit in shard.units:
-                table = fileio.read_unit(pf, unit, [ID, TEXT])
-                valid, _ = validate_rows(table)
-                texts = table.column(TEXT).combine_chunks()
-                for r in np.flatnonzero(valid).tolist():
-                    yield (shard.index, unit.row_start + r), texts[r].as_py()
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
 
-
-class WriteModelShard(beam.DoFn):
-    """Assemble one shard's model outputs (by row) into its side file, one row group per unit."""
-
-    def __init__(self, name: str, fields: list[pa.Field], fp: str, params: dict, progress_secs: float = 10.0):
-        self.name, self.fields, self.fp, self.params = name, fields, fp, params
-        self.progress_secs = progress_secs
-
-    def setup(self):
-        self.progress = Progress(f"features:{self.name}", self.progress_secs)
-        self.c_docs = counter(f"docs_inferred.{self.name}")
-        self.c_shards = counter(f"shards_computed.{self.name}")
-
-    def teardown(self):
-        if getattr(self, "progress", None) is not None:
-            self.progress.print(final=True)
-
-    def process(self, element):
-        from lmsieve.pipelines.inference import values_to_arrow
-
-        _, grouped = element
-        tasks = list(grouped["task"])
-        if not tasks:
-            return
-        task = tasks[0]
-        shard = task.shard
-        by_row: dict[int, dict] = {}
-        for row, values in grouped["preds"]:
-            by_row[row] = values
-        schema = pa.schema([pa.field(ID, pa.string())] + self.fields)
-        w = fileio.AtomicParquetWriter(side_file(task.features_dir, shard.name, self.name), schema)
-        stats = []
-        try:
-            with fileio.open_read(shard.path) as fh:
-                pf = pq.ParquetFile(fh)
-                for unit in shard.units:
-                    ids = fileio.read_unit(pf, unit, [ID]).column(ID).combine_chunks()
-                    if not pa.types.is_string(ids.type):
-                        ids = ids.cast(pa.string())
-                    rows = [by_row.get(r) for r in range(unit.row_start, unit.row_stop)]
-                    arrays = [ids] + [values_to_arrow([None if v is None else v[f.name] for v in rows], f)
-                                      for f in self.fields]
-                    w.write_row_group(pa.Table.from_arrays(arrays, schema=schema))
-                    done = sum(v is not None for v in rows)
-                    stats.append({"computed": done})
-                    self.c_docs.inc(done)
-                    self.progress.tick(done, shard.name)
-            w.commit(side_meta(self.name, self.fp, self.params, shard, stats), META_KEY)
-        except BaseException:
-            w.abort()
-            raise
-        self.c_shards.inc()
-        yield {"shard": shard.name, "rows": shard.rows, "features": [self.name]}
+    def expand(self, p):
+        return (p | "ReadTaskLines" >> beam.io.ReadFromText(self.path, validate=False)
+                | "DecodeTask" >> beam.Map(fileio.decode_task))
 
 
 # -- the job ----------------------------------------------------------------------------------------
@@ -320,13 +314,22 @@ class FeaturesPlan:
     table_features: dict[str, TableFeature]
     model_handlers: dict = field(default_factory=dict)
     table_tasks: list[ShardTask] = field(default_factory=list)
-    model_tasks: dict[str, list[ShardTask]] = field(default_factory=dict)
+    model_tasks: dict[str, list] = field(default_factory=dict)  # name -> model_units.ModelUnitTask
+    assemble_tasks: dict[str, list] = field(default_factory=dict)  # name -> model_units.AssembleTask
     skipped: dict[str, int] = field(default_factory=dict)
+
+    def pending_side_files(self) -> list[str]:
+        out = [side_file(self.features_dir, t.shard.name, n) for t in self.table_tasks for n in t.pending]
+        out += [side_file(self.features_dir, t.shard.name, n) for n, ts in self.assemble_tasks.items() for t in ts]
+        return out
 
 
 def plan_features(pool, features_dir: str, table_features: list[TableFeature], model_handlers: list = (),
                   shards: list[Shard] | None = None, threads: int = 16) -> FeaturesPlan:
-    """Which (shard, feature) side files are missing or stale (the rest is skipped)."""
+    """Which (shard, feature) side files are missing or stale (the rest is skipped); for model
+    features, which units are still to compute."""
+    from lmsieve.pipelines.model_units import plan_model_units
+
     shards = shards if shards is not None else plan_shards(pool, threads)
     feats = {DOCS: DocsFeature()}
     for f in table_features:
@@ -349,46 +352,100 @@ def plan_features(pool, features_dir: str, table_features: list[TableFeature], m
         pending = tuple(n for n in feats if not done[(s, n)])
         if pending:
             plan.table_tasks.append(ShardTask(s, features_dir, pending))
-        for n in handlers:
-            if not done[(s, n)]:
-                plan.model_tasks.setdefault(n, []).append(ShardTask(s, features_dir, (n,)))
+    for n in handlers:
+        todo = [s for s in shards if not done[(s, n)]]
+        if todo:
+            plan.model_tasks[n], plan.assemble_tasks[n] = plan_model_units(shards, todo, features_dir, n, fps[n])
     return plan
 
 
 def build_features_pipeline(p: beam.Pipeline, plan: FeaturesPlan, progress_secs: float = 10.0,
                             fail_on_shard: str | None = None, on_invalid: str = "error",
-                            max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES):
-    """Add the features job to ``p``; returns the PCollection of per-shard summaries."""
-    from lmsieve.pipelines.inference import RunDocInference
+                            max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, tmp_dir: str | None = None,
+                            dry: bool = False):
+    """Add the features job to ``p``; returns the PCollection of per-shard summaries. The task
+    lists are written to ``tmp_dir`` (default: ``<features>/.lmsieve-tmp/<random>``) and read at run
+    time, so the graph does not grow with the pool."""
+    from lmsieve.pipelines.model_units import build_model_feature
 
+    tmp_dir = tmp_dir or fileio.join(plan.features_dir, TMP_DIR, uuid.uuid4().hex[:12])
     outs = []
     if plan.table_tasks:
-        tasks = p | "TableTasks" >> beam.Create(plan.table_tasks)
-        outs.append(distribute(tasks, "SpreadShards")
+        path = fileio.write_tasks(fileio.join(tmp_dir, "table-tasks.txt"), plan.table_tasks, dry)
+        outs.append(distribute(p | "TableTasks" >> ReadTasks(path), "SpreadShards")
                     | "InjectFailure" >> beam.ParDo(FailOnShard(fail_on_shard))
                     | "ComputeFeatures" >> beam.ParDo(ComputeShardFeatures(plan.table_features, progress_secs,
                                                                     on_invalid, max_doc_bytes)))
-    for name, tasks_list in plan.model_tasks.items():
-        h = plan.model_handlers[name]
-        tasks = p | f"{name}Tasks" >> beam.Create(tasks_list)
-        keyed = tasks | f"{name}KeyTasks" >> beam.Map(lambda t: (t.shard.index, t))
-        preds = (distribute(tasks, f"{name}Spread")
-                 | f"{name}FailHook" >> beam.ParDo(FailOnShard(fail_on_shard))
-                 | f"{name}Read" >> beam.ParDo(ReadForInference())
-                 | f"{name}Infer" >> RunDocInference(h, model_identifier=f"lmsieve-{name}")
-                 | f"{name}ByShard" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))))
-        outs.append({"task": keyed, "preds": preds}
-                    | f"{name}Join" >> beam.CoGroupByKey()
-                    | f"{name}Write" >> beam.ParDo(WriteModelShard(name, h.fields(), h.fingerprint(), h.params(),
-                                                                   progress_secs)))
+    for name, assemble in plan.assemble_tasks.items():
+        units = fileio.write_tasks(fileio.join(tmp_dir, f"{name}-units.txt"), plan.model_tasks[name], dry)
+        shards = fileio.write_tasks(fileio.join(tmp_dir, f"{name}-shards.txt"), assemble, dry)
+        outs.append(build_model_feature(p, name, plan.model_handlers[name], units, shards, fail_on_shard,
+                                        progress_secs))
     if not outs:
         return p | "NothingToDo" >> beam.Create([])
     return outs | "AllShards" >> beam.Flatten()
 
 
-def clean_stale_tmp(features_dir: str) -> None:
-    """Remove temporary side files left by a killed run (one job per features dir at a time)."""
-    fileio.delete(fileio.list_files(features_dir, f"*.parquet{fileio.TMP_MARK}*"))
+TMP_DIR = ".lmsieve-tmp"
+
+
+def clean_stale_tmp(plan: FeaturesPlan) -> None:
+    """Remove the temporary files a killed run left for the side files *this* run will write
+    (``NAME.tmp-*`` of its pending side files and unit files); another job's files (other shards,
+    other features, another features directory) are never touched."""
+    from lmsieve.pipelines.model_units import UNITS_DIR
+
+    stale = []
+    for path in plan.pending_side_files():
+        d, base = path.rsplit("/", 1) if "/" in path else (".", path)
+        stale += fileio.list_files(d, f"{base}{fileio.TMP_MARK}*")
+    for name, tasks in plan.assemble_tasks.items():
+        if tasks:
+            stale += [f for t in tasks for f in fileio.list_files(
+                fileio.join(plan.features_dir, UNITS_DIR, f"{t.shard.name}.{name}"), f"*{fileio.TMP_MARK}*")]
+    fileio.delete(stale)
+
+
+def job_tmp_dir(opts, out_dir: str) -> str:
+    """This run's own temp directory: under ``--temp_location`` when given, else under ``out_dir``."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    base = opts.view_as(GoogleCloudOptions).temp_location or fileio.join(out_dir, TMP_DIR)
+    return fileio.join(base, f"lmsieve-{uuid.uuid4().hex[:12]}")
+
+
+def waits(opts) -> bool:
+    """False with ``--no_wait_until_finish`` (a Flex Template launcher must not block on the job)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    return not opts.view_as(StandardOptions).no_wait_until_finish
+
+
+def finished(result) -> bool:
+    """True when there is no job, or it is over (a failed local run raises before a result exists)."""
+    from apache_beam.runners.runner import PipelineState
+
+    if result is None:
+        return True
+    try:
+        return PipelineState.is_terminal(result.state)
+    except Exception:  # noqa: BLE001 - a runner without state
+        return True
+
+
+def remove_tree(d: str) -> None:
+    if fileio.is_url(d):
+        fileio.delete(fileio.list_files(d, "**"))
+    else:
+        import shutil
+
+        shutil.rmtree(d, ignore_errors=True)
+        parent = d.rsplit("/", 1)[0]
+        if parent.endswith(TMP_DIR):
+            try:
+                os.rmdir(parent)
+            except OSError:
+                pass
 
 
 @dataclass
@@ -418,14 +475,22 @@ def run_features_job(pool, features_dir: str, table_features: list[TableFeature]
     t0 = time.perf_counter()
     fileio.makedirs(features_dir)
     plan = plan_features(pool, features_dir, table_features, model_handlers, shards=shards)
-    clean_stale_tmp(features_dir)
+    clean_stale_tmp(plan)
     counters: dict = {}
-    if plan.table_tasks or plan.model_tasks:
+    if plan.table_tasks or plan.assemble_tasks:
         opts = options if options is not None else make_options()
         p = beam.Pipeline(options=opts)
-        build_features_pipeline(p, plan, progress_secs, fail_on_shard, check_policy(on_invalid), max_doc_bytes)
-        result = p.run()
-        result.wait_until_finish()
+        tmp_dir = job_tmp_dir(opts, features_dir)
+        result = None
+        try:
+            build_features_pipeline(p, plan, progress_secs, fail_on_shard, check_policy(on_invalid), max_doc_bytes,
+                                    tmp_dir)
+            result = p.run()
+            if waits(opts):
+                result.wait_until_finish()
+        finally:
+            if finished(result):  # a job still running on a service reads its task lists
+                remove_tree(tmp_dir)
         counters = query_counters(result)
     computed = {n: int(counters.get(f"shards_computed.{n}", 0)) for n in plan.skipped}
     docs, invalid = int(counters.get("docs_read", 0)), int(counters.get("docs_invalid", 0))
@@ -438,5 +503,5 @@ def run_features_job(pool, features_dir: str, table_features: list[TableFeature]
     return rep
 
 
-__all__ = ["FeaturesPlan", "FeaturesReport", "Shard", "ShardTask", "build_features_pipeline", "plan_features",
-           "plan_shards", "run_features_job"]
+__all__ = ["FeaturesPlan", "FeaturesReport", "ReadTasks", "Shard", "ShardTask", "build_features_pipeline",
+           "plan_features", "plan_shards", "run_features_job"]

@@ -103,6 +103,36 @@ def file_size(path: str) -> int:
     return int(_fs().match([path])[0].metadata_list[0].size_in_bytes)
 
 
+def content_fingerprint(path: str, f=None) -> str:
+    """What identifies an input file's content for resumption: size, modification time (mtime
+    locally, last-updated time on object stores) and a hash of the Parquet footer (schema, row
+    groups, their byte offsets and statistics). A rewritten file with the same size and row
+    count gets a different fingerprint, so its side files are recomputed."""
+    import hashlib
+
+    if is_url(path):
+        m = _fs().match([path])[0].metadata_list[0]
+        size, stamp = int(m.size_in_bytes), repr(getattr(m, "last_updated_in_seconds", None))
+    else:
+        st = os.stat(path)
+        size, stamp = st.st_size, str(st.st_mtime_ns)
+    h = hashlib.sha256(f"{size}:{stamp}:".encode())
+    own = f is None
+    f = open_read(path) if own else f
+    try:
+        if size >= 12:
+            f.seek(size - 8)
+            tail = f.read(8)
+            n = int.from_bytes(tail[:4], "little")
+            if tail[4:] == b"PAR1" and 0 < n <= size - 12:
+                f.seek(size - 8 - n)
+                h.update(f.read(n))
+    finally:
+        if own:
+            f.close()
+    return h.hexdigest()[:32]
+
+
 def exists(path: str) -> bool:
     return os.path.exists(path) if not is_url(path) else _fs().exists(path)
 
@@ -236,13 +266,29 @@ def plan_units(md: pq.FileMetaData, target_bytes: int | None = None, max_rows: i
     return units
 
 
-def read_unit(pf: pq.ParquetFile, unit: Unit, columns: list[str] | None = None) -> pa.Table:
-    """The rows of one unit of an input shard (only ``columns`` that exist in the file)."""
+class UnreadableUnit(InputError):
+    """A unit's row groups cannot be decoded (a corrupt data page behind an intact footer, a
+    truncated file): names the file and the row-group/row range. ``reason`` is the short,
+    stable text a quarantine record holds."""
+
+    reason = "unreadable row group"
+
+
+def describe_unit(unit: Unit) -> str:
+    return (f"row groups {unit.rg_start}..{unit.rg_stop - 1} (rows {unit.row_start}..{unit.row_stop - 1})")
+
+
+def read_unit(pf: pq.ParquetFile, unit: Unit, columns: list[str] | None = None, path: str | None = None) -> pa.Table:
+    """The rows of one unit of an input shard (only ``columns`` that exist in the file). A decoding
+    error becomes an :class:`UnreadableUnit` naming ``path`` and the unit's row groups and rows."""
+    path = path or getattr(pf, "_lmsieve_path", None)
     cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
-    t = pf.read_row_groups(list(range(unit.rg_start, unit.rg_stop)), columns=cols)
+    try:
+        t = pf.read_row_groups(list(range(unit.rg_start, unit.rg_stop)), columns=cols)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise UnreadableUnit(f"{describe_unit(unit)} unreadable ({str(exc).splitlines()[0][:200]})", path) from None
     if t.num_rows != unit.rows:
-        raise InputError(f"rows {unit.row_start}..{unit.row_stop} changed while reading (got {t.num_rows} rows)",
-                         getattr(pf, "_lmsieve_path", None))
+        raise UnreadableUnit(f"{describe_unit(unit)} changed while reading (got {t.num_rows} rows)", path)
     return t
 
 
@@ -305,6 +351,42 @@ class AtomicParquetWriter:
             delete([self.tmp])
 
 
+# -- task lists (keep the job graph independent of the pool's size) ------------------------------
+def _task_coder():
+    """Beam's own element coder: tasks are encoded exactly as ``beam.Create(tasks)`` would have put
+    them into the job graph (launcher-made objects, never user data)."""
+    from apache_beam.coders import PickleCoder
+
+    return PickleCoder()
+
+
+def write_tasks(path: str, tasks, dry: bool = False) -> str:
+    """Write tasks, one base64-encoded element per line, to ``path`` (a temp location); the
+    pipeline reads them back with :class:`ReadTasks`, so the graph holds one path, not the pool.
+    ``dry``: only return the path (rendering a job without submitting it)."""
+    import base64
+
+    if dry:
+        return path
+    coder = _task_coder()
+    tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+    with open_write(tmp) as f:  # streamed: the launcher never holds the whole list as text
+        for t in tasks:
+            f.write(base64.b64encode(coder.encode(t)) + b"\n")
+    rename(tmp, path)
+    return path
+
+
+def decode_task(line: str):
+    import base64
+
+    return _task_coder().decode(base64.b64decode(line))
+
+
+def read_tasks(path: str) -> list:
+    return [decode_task(x) for x in read_text(path).splitlines() if x]
+
+
 def read_json_metadata(md: pq.FileMetaData, meta_key: str = "lmsieve.beam") -> dict | None:
     raw = (md.metadata or {}).get(meta_key.encode())
     if raw is None:
@@ -315,4 +397,5 @@ def read_json_metadata(md: pq.FileMetaData, meta_key: str = "lmsieve.beam") -> d
         return None
 
 
-__all__ = ["AtomicParquetWriter", "Unit", "expand_inputs", "plan_units", "read_metadata", "read_unit", "shard_names"]
+__all__ = ["AtomicParquetWriter", "Unit", "UnreadableUnit", "content_fingerprint", "expand_inputs", "plan_units",
+           "read_metadata", "read_tasks", "read_unit", "shard_names", "write_tasks"]

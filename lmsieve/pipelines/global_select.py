@@ -20,6 +20,12 @@ prefix is found without bringing the pool to one worker (no ``Top.Of`` over the 
    result is identical to the in-process selection. Correctness does not depend on the quantile
    error, only the band's size does.
 
+*Ties.* The quantiles are taken over the full rank order, (key, tiebreak) as one 128-bit integer
+(:func:`composite`: the key's order-preserving bits, then the stable (seed, id) hash reversed), not
+over the key alone. Tied keys are then split between buckets by their hash like any other keys,
+so the band stays O(N / num_quantiles + epsilon N) whatever the score distribution (with key-only
+boundaries, 30% tied scores put 30% of the pool in one band).
+
 Threshold budgets (score at least t) need no global pass. The cutoff per group is a small
 :class:`Cutoff` handed to the filter as a dict side input.
 """
@@ -58,6 +64,7 @@ class Scored:
     selected: np.ndarray | None = None
     contam: dict | None = None  # [decontaminate]: this unit's contamination counts (decontam_step)
     contam_sets: np.ndarray | None = None  # report mode: uint64 set mask per document
+    tokens: np.ndarray | None = None  # int64 UTF-8 bytes per document (the mixture step's counts)
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,20 @@ class Cutoff:
         return eligible & ok
 
 
+@dataclass(frozen=True)
+class WeightTarget:
+    """A budget given directly as a weight target (the mixture step's per-component quota):
+    keep the shortest prefix whose weight reaches ``target``."""
+
+    target: float | None = None
+    threshold = None
+    k = None
+    fraction = None
+
+
 def budget_kind(b: Budget) -> str:
+    if isinstance(b, WeightTarget):
+        return "weight"
     if b.threshold is not None:
         return "threshold"
     return "weight" if b.length_fraction is not None else "count"
@@ -91,6 +111,8 @@ def budget_kind(b: Budget) -> str:
 
 def budget_target(b: Budget, n_valid: int, total_weight: int) -> float:
     """The prefix the budget asks for, in its unit: documents, or weight (API semantics)."""
+    if isinstance(b, WeightTarget):
+        return float(b.target)
     if b.k is not None:
         return float(b.k)
     if b.fraction is not None:
@@ -132,8 +154,29 @@ def _groups(s: Scored):
     return sorted({g for g in s.group.tolist()}, key=lambda g: (g is None, g))
 
 
+_SIGN = np.uint64(1 << 63)
+_ONES = np.uint64((1 << 64) - 1)
+
+
+def ordered_bits(key: np.ndarray) -> np.ndarray:
+    """uint64 whose unsigned order is the float64 order of ``key`` (finite keys and -inf)."""
+    b = (np.asarray(key, dtype=np.float64) + 0.0).view(np.uint64)  # + 0.0: -0.0 ranks as 0.0
+    return np.where(b & _SIGN, ~b, b | _SIGN)
+
+
+def composite_parts(key: np.ndarray, tiebreak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(high, low) uint64 words of the rank order: larger = better (higher key, then lower hash)."""
+    return ordered_bits(key), _ONES - np.asarray(tiebreak, dtype=np.uint64)
+
+
+def composite(key: np.ndarray, tiebreak: np.ndarray) -> list[int]:
+    """The rank order as Python ints (what the quantile combiner sorts)."""
+    hi, lo = composite_parts(key, tiebreak)
+    return [(h << 64) | x for h, x in zip(hi.tolist(), lo.tolist())]
+
+
 def quantile_inputs(s: Scored, kinds: dict):
-    """(group, (keys, weights)) of the eligible documents, for the weighted quantile combiner."""
+    """(group, (composite keys, weights)) of the eligible documents, for the weighted quantile combiner."""
     for g in _groups(s):
         kind = kinds.get(g)
         if kind not in ("count", "weight"):
@@ -141,12 +184,25 @@ def quantile_inputs(s: Scored, kinds: dict):
         m = (s.group == g) & s.eligible
         if m.any():
             w = s.weight[m] if kind == "weight" else np.ones(int(m.sum()), dtype=np.int64)
-            yield g, (s.key[m].tolist(), w.tolist())
+            yield g, (composite(s.key[m], s.tiebreak[m]), w.tolist())
 
 
-def bucket_of(key: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """Bucket index per key: higher bucket = larger keys (``searchsorted(bounds, key, 'right')``)."""
-    return np.searchsorted(bounds, key, side="right")
+def bucket_of(key: np.ndarray, tiebreak: np.ndarray, bounds: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Bucket index per document: the number of boundaries at or below its (key, tiebreak) in the
+    rank order (higher bucket = better). ``bounds``: (high, low) words sorted ascending."""
+    bh, bl = bounds
+    hi, lo = composite_parts(key, tiebreak)
+    left = np.searchsorted(bh, hi, side="left")
+    right = np.searchsorted(bh, hi, side="right")
+    out = left.astype(np.int64)
+    eq = np.flatnonzero(right > left)  # keys equal to a boundary's key: compare the low words
+    if len(eq):
+        pairs = left[eq] * (len(bh) + 1) + right[eq]
+        for pr in np.unique(pairs):
+            a, b = divmod(int(pr), len(bh) + 1)
+            sel = eq[pairs == pr]
+            out[sel] += np.searchsorted(bl[a:b], lo[sel], side="right")
+    return out
 
 
 def hist_inputs(s: Scored, kinds: dict, bounds: dict):
@@ -159,8 +215,8 @@ def hist_inputs(s: Scored, kinds: dict, bounds: dict):
         m = (s.group == g) & s.eligible
         if not m.any():
             continue
-        j = bucket_of(s.key[m], b)
-        nb = len(b) + 1
+        j = bucket_of(s.key[m], s.tiebreak[m], b)
+        nb = len(b[0]) + 1
         out = np.zeros((2, nb), dtype=np.int64)
         out[0] = np.bincount(j, minlength=nb)
         out[1] = np.bincount(j, weights=s.weight[m], minlength=nb).astype(np.int64)
@@ -198,7 +254,7 @@ def band_inputs(s: Scored, bands: dict, bounds: dict):
         if not m.any():
             continue
         idx = np.flatnonzero(m)
-        inb = idx[bucket_of(s.key[idx], bounds[g]) == band.bucket]
+        inb = idx[bucket_of(s.key[idx], s.tiebreak[idx], bounds[g]) == band.bucket]
         if len(inb):
             w = s.weight[inb] if band.unit == "weight" else np.ones(len(inb), dtype=np.int64)
             yield g, (s.key[inb], s.tiebreak[inb], w)
@@ -214,6 +270,9 @@ def exact_cutoff(band: Band, parts) -> Cutoff:
     cum = band.above + np.cumsum(w[order])
     i = int(np.searchsorted(cum, band.target, side="left"))
     i = min(i, len(order) - 1)
+    from lmsieve.pipelines.metrics import counter
+
+    counter("band_docs").inc(len(key))  # the band's size (the memory one worker needs)
     return Cutoff(EXACT, key=float(key[order[i]]), tiebreak=int(tb[order[i]]))
 
 
@@ -225,21 +284,87 @@ def approx_cutoff(b: Budget, totals: np.ndarray, quantiles: list) -> Cutoff:
     q = list(quantiles)
     keep = min(1.0, max(0.0, t / total))
     i = int(math.floor((1.0 - keep) * (len(q) - 1) + 0.5))
-    return Cutoff(KEY, key=float(q[min(max(i, 0), len(q) - 1)]))
+    key, tb = decode(q[min(max(i, 0), len(q) - 1)])
+    return Cutoff(EXACT, key=key, tiebreak=tb)  # keep (key, tiebreak) at or above the quantile
 
 
-def boundaries(quantiles: list) -> np.ndarray:
-    """Distinct finite quantile values, ascending (bucket boundaries)."""
-    q = np.asarray(quantiles, dtype=np.float64)
-    return np.unique(q[np.isfinite(q)])
+def decode(c: int) -> tuple[float, int]:
+    """A composite rank value -> (key, tiebreak)."""
+    hi = np.uint64(int(c) >> 64)
+    bits = hi & ~_SIGN if hi & _SIGN else ~hi
+    return float(np.array([bits], dtype=np.uint64).view(np.float64)[0]), int(_ONES - np.uint64(int(c) & int(_ONES)))
+
+
+def boundaries(quantiles) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct quantiles, ascending, as (high, low) uint64 words (bucket boundaries). Composite
+    ints from the combiner; plain float keys (any values will do) count as (key, largest hash)."""
+    vals = []
+    for q in quantiles:
+        if isinstance(q, (float, np.floating)):
+            if not np.isfinite(q):
+                continue
+            q = int(ordered_bits(np.array([q]))[0]) << 64
+        vals.append(int(q))
+    vals = sorted(set(vals))
+    mask = (1 << 64) - 1
+    return (np.array([v >> 64 for v in vals], dtype=np.uint64), np.array([v & mask for v in vals], dtype=np.uint64))
+
+
+# module-level steps (pickled by reference; see features_job.distribute)
+def _with_targets(budgets: dict, targets: dict | None) -> dict:
+    if targets is None:
+        return budgets
+    return {g: WeightTarget(targets.get(g, 0.0)) if isinstance(b, WeightTarget) else b for g, b in budgets.items()}
+
+
+def _approx_cutoffs(_, searched, budgets, totals, quants, targets=None):
+    budgets = _with_targets(budgets, targets)
+    out = []
+    for g in searched:
+        b = budgets[g]
+        c = trivial_cutoff(b, totals.get(g))
+        out.append((g, c if c is not None else approx_cutoff(b, totals[g], quants[g])))
+    return out
+
+
+def _plan_bands(_, searched, budgets, totals, hist, targets=None):
+    budgets = _with_targets(budgets, targets)
+    bands, trivial = {}, []
+    for g in searched:
+        c = trivial_cutoff(budgets[g], totals.get(g))
+        if c is not None:
+            trivial.append((g, c))
+        else:
+            bands[g] = locate(budgets[g], totals[g], hist[g])
+    return [(bands, trivial)]
+
+
+def _bounds(kv):
+    return kv[0], boundaries(kv[1])
+
+
+def _first(x):
+    return x[0]
+
+
+def _second(x):
+    return x[1]
+
+
+def _exact_group(kv, bands):
+    return kv[0], exact_cutoff(bands[kv[0]], kv[1])
 
 
 class GroupCutoffs(beam.PTransform):
     """PCollection[Scored] -> PCollection[(group, Cutoff)] for every budgeted group."""
 
     def __init__(self, budgets: dict, *, exact: bool = True, num_quantiles: int = 1001,
-                 epsilon: float = 1e-3, max_num_elements: int | None = None, higher_is_better: bool = True):
+                 epsilon: float = 1e-3, max_num_elements: int | None = None, higher_is_better: bool = True,
+                 targets=None):
+        """``targets``: optional singleton PCollection {group: weight target} filling the
+        :class:`WeightTarget` budgets at run time (targets computed from the data)."""
         super().__init__()
+        self.targets = targets
         self.budgets, self.exact = dict(budgets), exact
         self.num_quantiles, self.epsilon = int(num_quantiles), float(epsilon)
         self.max_num_elements = max_num_elements
@@ -269,39 +394,22 @@ class GroupCutoffs(beam.PTransform):
                   | "Quantiles" >> beam.CombinePerKey(qfn))
         one = p | "Once" >> beam.Create([None])
         tot_si = beam.pvalue.AsDict(totals)
+        tgt = {} if self.targets is None else {"targets": beam.pvalue.AsSingleton(self.targets)}
         if not self.exact:
-            def approx(_, totals, quants):
-                out = []
-                for g in searched:
-                    b = budgets[g]
-                    c = trivial_cutoff(b, totals.get(g))
-                    out.append((g, c if c is not None else approx_cutoff(b, totals[g], quants[g])))
-                return out
-
-            outs.append(one | "ApproxCutoffs" >> beam.FlatMap(approx, totals=tot_si, quants=beam.pvalue.AsDict(quants)))
+            outs.append(one | "ApproxCutoffs" >> beam.FlatMap(_approx_cutoffs, searched, budgets, totals=tot_si,
+                                                               quants=beam.pvalue.AsDict(quants), **tgt))
             return outs | "AllCutoffs" >> beam.Flatten()
-        bounds = quants | "Bounds" >> beam.Map(lambda kv: (kv[0], boundaries(kv[1])))
+        bounds = quants | "Bounds" >> beam.Map(_bounds)
         bounds_si = beam.pvalue.AsDict(bounds)
         hist = (scored | "HistInputs" >> beam.FlatMap(hist_inputs, kinds, bounds_si)
                 | "SumHist" >> beam.CombinePerKey(ArraySum()))
-
-        def plan(_, totals, hist):
-            bands, trivial = {}, []
-            for g in searched:
-                c = trivial_cutoff(budgets[g], totals.get(g))
-                if c is not None:
-                    trivial.append((g, c))
-                else:
-                    bands[g] = locate(budgets[g], totals[g], hist[g])
-            return [(bands, trivial)]
-
-        planned = one | "LocateBands" >> beam.FlatMap(plan, totals=tot_si, hist=beam.pvalue.AsDict(hist))
-        bands_si = beam.pvalue.AsSingleton(planned | "Bands" >> beam.Map(lambda x: x[0]))
-        outs.append(planned | "TrivialCutoffs" >> beam.FlatMap(lambda x: x[1]))
+        planned = one | "LocateBands" >> beam.FlatMap(_plan_bands, searched, budgets, totals=tot_si,
+                                                      hist=beam.pvalue.AsDict(hist), **tgt)
+        bands_si = beam.pvalue.AsSingleton(planned | "Bands" >> beam.Map(_first))
+        outs.append(planned | "TrivialCutoffs" >> beam.FlatMap(_second))
         outs.append(scored | "BandInputs" >> beam.FlatMap(band_inputs, bands_si, bounds_si)
                     | "GroupBand" >> beam.GroupByKey()
-                    | "ExactCutoff" >> beam.Map(lambda kv, bands: (kv[0], exact_cutoff(bands[kv[0]], kv[1])),
-                                                bands=bands_si))
+                    | "ExactCutoff" >> beam.Map(_exact_group, bands=bands_si))
         return outs | "AllCutoffs" >> beam.Flatten()
 
 

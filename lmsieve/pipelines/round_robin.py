@@ -127,11 +127,10 @@ class TopKPerQuery(beam.CombineFn):
 class RoundRobinRanks:
     """The round-robin picks (global rows in pick order) and how to score a unit's documents."""
 
-    def __init__(self, order: np.ndarray, shard_offsets: dict[int, int]):
+    def __init__(self, order: np.ndarray):
         self.n_order = len(order)
         by_row = np.argsort(order, kind="stable")
         self.rows, self.pos = np.asarray(order, np.int64)[by_row], by_row.astype(np.int64)
-        self.shard_offsets = dict(shard_offsets)
 
     def positions(self, global_rows: np.ndarray) -> np.ndarray:
         """Pick position per row (-1 for rows the round-robin never reached)."""
@@ -140,44 +139,44 @@ class RoundRobinRanks:
         i = np.minimum(np.searchsorted(self.rows, global_rows), len(self.rows) - 1)
         return np.where(self.rows[i] == global_rows, self.pos[i], -1)
 
-    def scores(self, shard: int, row_start: int, rows_valid: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    def scores(self, row0: int, rows_valid: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+        """Scores of a unit's valid documents; ``row0``: the pool-wide row of the unit's first row."""
         from lmsieve.selectors.rds import positions_to_scores
 
-        g = self.shard_offsets[shard] + row_start + np.asarray(rows_valid, dtype=np.int64)
+        g = int(row0) + np.asarray(rows_valid, dtype=np.int64)
         return positions_to_scores(self.positions(g), self.n_order, fallback)
 
 
-def _ranks(best, shard_offsets: dict[int, int]) -> RoundRobinRanks:
+def _ranks(best) -> RoundRobinRanks:
     from lmsieve.selectors.rds import round_robin_order
 
     order = np.zeros(0, np.int64) if best is None else round_robin_order([row[row >= 0] for row in best[1]])
-    return RoundRobinRanks(order, shard_offsets)
+    return RoundRobinRanks(order)
+
+
+def _read_candidates(task, feature: str):
+    from lmsieve.pipelines.selection_job import read_side_unit
+
+    t = read_side_unit(task.files[feature], task.unit, [QUERY_IDS, QUERY_SIMS])
+    c = unit_candidates(t, task.row0)
+    return [] if c is None else [c]
 
 
 class QueryRoundRobin(beam.PTransform):
-    """units (``UnitTask``s) -> a singleton :class:`RoundRobinRanks` (see the module doc)."""
+    """units (``UnitTask``s, a task-list file) -> a singleton :class:`RoundRobinRanks` (see the module doc)."""
 
-    def __init__(self, units: list, shards: list, feature: str, k: int):
+    def __init__(self, units_path: str, feature: str, k: int):
         super().__init__()
-        self.units, self.feature, self.k = list(units), feature, int(k)
-        rows = np.cumsum([0] + [s.rows for s in shards])
-        self.offsets = {s.index: int(rows[i]) for i, s in enumerate(shards)}
+        self.units_path, self.feature, self.k = units_path, feature, int(k)
 
     def expand(self, p):
-        feature, offsets = self.feature, self.offsets
-
-        def read(task):
-            from lmsieve.pipelines.selection_job import read_side_unit
-
-            t = read_side_unit(task.files[feature], task.unit, [QUERY_IDS, QUERY_SIMS])
-            c = unit_candidates(t, offsets[task.shard] + task.row_start)
-            return [] if c is None else [c]
+        from lmsieve.pipelines.features_job import ReadTasks
 
         return (p
-                | "Units" >> beam.Create(self.units)
-                | "Candidates" >> beam.FlatMap(read)
+                | "Units" >> ReadTasks(self.units_path)
+                | "Candidates" >> beam.FlatMap(_read_candidates, self.feature)
                 | "TopKPerQuery" >> beam.CombineGlobally(TopKPerQuery(self.k))
-                | "Order" >> beam.Map(_ranks, offsets))
+                | "Order" >> beam.Map(_ranks))
 
 
 __all__ = ["QUERY_IDS", "QUERY_SIMS", "QueryRoundRobin", "QueryTopKFeature", "RoundRobinRanks", "TopKPerQuery",

@@ -23,6 +23,7 @@ Pipeline:
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import uuid
 from collections import Counter
@@ -89,6 +90,7 @@ class UnitTask:
     row_stop: int
     files: dict
     already: int = 0
+    row0: int = 0  # pool-wide row of the unit's first row (input order)
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,11 @@ class OutShard:
     n_shards: int
     tmp_dir: str
     write_scores: bool
+    prefix: str = "selected"
 
     @property
     def selected_name(self) -> str:
-        return f"selected-{self.shard.index:05d}-of-{self.n_shards:05d}.parquet"
+        return f"{self.prefix}-{self.shard.index:05d}-of-{self.n_shards:05d}.parquet"
 
     @property
     def scores_name(self) -> str:
@@ -171,16 +174,18 @@ def plan_selection(pool, features_dir: str, target, cfg: SelectionConfig, shards
                           f"(lmsieve run JOB.toml --lmsieve_stage features)")
     units, fit_units = [], []
     already = 0
+    row0 = 0
     budget = sel.fit_budget if fam == NGRAMS else None
     for s in shards:
         files = {f: side_file(features_dir, s.name, f) for f in families}
         n_feat = res[(s, fam)][1]["stats"] if fam == NGRAMS else [{}] * len(s.units)
         for u, st in zip(s.units, n_feat):
-            t = UnitTask(s.index, u.index, u.row_start, u.row_stop, files, already)
+            t = UnitTask(s.index, u.index, u.row_start, u.row_stop, files, already, row0 + u.row_start)
             units.append(t)
             if fam == NGRAMS and (budget is None or already <= budget):
                 fit_units.append(t)
             already += int(st.get("n_features", 0))
+        row0 += s.rows
     return SelectionPlan(shards, units, fit_units, sel, families, target_paths, sum(s.rows for s in shards),
                          _recorded_quarantine([res[(s, DOCS)][1] for s in shards]))
 
@@ -243,7 +248,7 @@ class ScoreUnit(beam.DoFn):
             score = t.column(SCORE).to_numpy(zero_copy_only=False).astype(np.float64)
             eligible = np.asarray(t.column(ELIGIBLE).to_numpy(zero_copy_only=False), dtype=bool)
             if fitted is not None:  # rds-rr: the global round-robin picks (lmsieve.pipelines.round_robin)
-                score = fitted.scores(task.shard, task.row_start, rows_valid, score)
+                score = fitted.scores(task.row0, rows_valid, score)
         score = np.asarray(score, dtype=np.float64)
         eligible = np.asarray(eligible, dtype=bool)
         finite = np.isfinite(score)
@@ -381,6 +386,10 @@ def scores_schema() -> pa.Schema:
     return SCORES_SCHEMA.append(pa.field("selected", pa.bool_()))
 
 
+def _unit_of(s) -> int:
+    return s.unit
+
+
 class WriteShardOutputs(beam.DoFn):
     """One input shard's selected documents (read back by position) and its scores, to the temp dir."""
 
@@ -390,7 +399,7 @@ class WriteShardOutputs(beam.DoFn):
         if not outs:
             return
         o: OutShard = outs[0]
-        parts = sorted(grouped["scored"], key=lambda s: s.unit)
+        parts = sorted(grouped["scored"], key=_unit_of)
         shard = o.shard
         files = []
         with fileio.open_read(shard.path) as fh:
@@ -430,27 +439,37 @@ class WriteShardOutputs(beam.DoFn):
         yield from files
 
 
-class Commit(beam.DoFn):
-    """Rename the outputs into place, remove stale ones, then write the manifest (last)."""
+class RenameOutput(beam.DoFn):
+    """Move one written output from the temp dir into the output dir (renames run in parallel)."""
 
-    def __init__(self, out_dir: str, tmp_dir: str, manifest_base: dict, extra_outputs: list[dict] | None = None):
-        self.out_dir, self.tmp_dir, self.base = out_dir, tmp_dir, manifest_base
-        self.extra = list(extra_outputs or [])
+    def __init__(self, out_dir: str, tmp_dir: str):
+        self.out_dir, self.tmp_dir = out_dir, tmp_dir
+
+    def process(self, o: dict):
+        src, dst = fileio.join(self.tmp_dir, o["path"]), fileio.join(self.out_dir, o["path"])
+        if fileio.exists(src):  # a retried bundle: already moved
+            fileio.rename(src, dst)
+        yield o
+
+
+class Commit(beam.DoFn):
+    """After every output is in place: remove stale outputs of an earlier run, write the manifest
+    (last; its base is read from the temp dir, not carried in the graph), remove the temp dir."""
+
+    def __init__(self, out_dir: str, tmp_dir: str, base_path: str,
+                 patterns: tuple = ("selected-*.parquet", "scores-*.parquet", QUARANTINE_FILE)):
+        self.out_dir, self.tmp_dir, self.base_path, self.patterns = out_dir, tmp_dir, base_path, patterns
 
     def process(self, _, outputs, counts):
         import json
 
-        outputs = sorted(list(outputs) + self.extra, key=lambda o: o["path"])
+        outputs = sorted(outputs, key=_path_of)
         names = {o["path"] for o in outputs}
-        stale = [p for pat in ("selected-*.parquet", "scores-*.parquet", QUARANTINE_FILE)
+        stale = [p for pat in self.patterns
                  for p in fileio.list_files(self.out_dir, pat)
                  if p.rsplit("/", 1)[-1] not in names]
         fileio.delete(stale)
-        for o in outputs:
-            src, dst = fileio.join(self.tmp_dir, o["path"]), fileio.join(self.out_dir, o["path"])
-            if fileio.exists(src):
-                fileio.rename(src, dst)
-        manifest = dict(self.base)
+        manifest = json.loads(fileio.read_text(self.base_path))
         manifest["counts"] = counts
         manifest["outputs"] = outputs
         fileio.write_text(fileio.join(self.out_dir, MANIFEST), json.dumps(manifest, indent=2) + "\n")
@@ -458,30 +477,65 @@ class Commit(beam.DoFn):
         yield fileio.join(self.out_dir, MANIFEST)
 
 
+def _path_of(o: dict) -> str:
+    return o["path"]
+
+
 def _remove_dir(d: str) -> None:
     if fileio.is_url(d):
-        fileio.delete(fileio.list_files(d, "*"))
+        fileio.delete(fileio.list_files(d, "**"))
     else:
         import shutil
 
         shutil.rmtree(d, ignore_errors=True)
 
 
+def remove_killed_tmp(out_dir: str) -> list[str]:
+    """Temp dirs (``.tmp-beam-*``) a killed selection left in ``out_dir``: removed by the next run
+    of the same output (two runs never write one output directory at once)."""
+    if fileio.is_url(out_dir):
+        found = sorted({p.split("/.tmp-beam-", 1)[1].split("/", 1)[0]
+                        for p in fileio.list_files(out_dir, ".tmp-beam-*/**")})
+        dirs = [fileio.join(out_dir, f".tmp-beam-{x}") for x in found]
+    else:
+        import glob
+
+        dirs = sorted(glob.glob(os.path.join(out_dir, ".tmp-beam-*")))
+    for d in dirs:
+        _remove_dir(d)
+    return dirs
+
+
 # -- the job ----------------------------------------------------------------------------------------
+def _by_shard(s):
+    return s.shard, s
+
+
 def build_selection_pipeline(p: beam.Pipeline, plan: SelectionPlan, cfg: SelectionConfig, out_dir: str,
                              tmp_dir: str, manifest_base: dict, progress_secs: float = 10.0,
-                             extra_outputs: list[dict] | None = None):
+                             extra_outputs: list[dict] | None = None, dry: bool = False):
+    """Add the selection job to ``p``. Task lists (units, shards) and the manifest's base are written
+    to ``tmp_dir`` and read at run time: the graph does not grow with the pool. ``dry``: write
+    nothing (rendering a job without submitting it)."""
+    import json
+
+    from lmsieve.pipelines.features_job import ReadTasks, unit_key
     from lmsieve.pipelines.global_stats import FitDsir
 
     sel = plan.selector
     ranking = cfg.ranking or sel.default_ranking
-    units = distribute(p | "Units" >> beam.Create(plan.units), "SpreadUnits", key=lambda t: (t.shard, t.unit))
+    units_path = fileio.write_tasks(fileio.join(tmp_dir, "_tasks", "units.txt"), plan.units, dry)
+    base_path = fileio.join(tmp_dir, "_tasks", "manifest-base.json")
+    if not dry:
+        fileio.write_text(base_path, json.dumps(manifest_base))
+    units = distribute(p | "Units" >> ReadTasks(units_path), "SpreadUnits", key=unit_key)
     score_fn = ScoreUnit(cfg.method, cfg, sel.higher_is_better, ranking, progress_secs)
     if NGRAMS in plan.families:
-        fitted = p | "FitDSIR" >> FitDsir(sel, plan.fit_units, plan.target_paths)
+        fit_path = fileio.write_tasks(fileio.join(tmp_dir, "_tasks", "fit-units.txt"), plan.fit_units, dry)
+        fitted = p | "FitDSIR" >> FitDsir(sel, fit_path, plan.target_paths)
         scored = units | "Score" >> beam.ParDo(score_fn, fitted=beam.pvalue.AsSingleton(fitted))
     elif is_round_robin(sel):
-        ranks = p | "RoundRobin" >> QueryRoundRobin(plan.units, plan.shards, cfg.method, sel.get_params()["per_query_k"])
+        ranks = p | "RoundRobin" >> QueryRoundRobin(units_path, cfg.method, sel.get_params()["per_query_k"])
         scored = units | "Score" >> beam.ParDo(score_fn, fitted=beam.pvalue.AsSingleton(ranks))
     else:
         scored = units | "Score" >> beam.ParDo(score_fn)
@@ -491,14 +545,19 @@ def build_selection_pipeline(p: beam.Pipeline, plan: SelectionPlan, cfg: Selecti
     chosen = scored | "Select" >> beam.ParDo(ApplyCutoffs(), cutoffs=beam.pvalue.AsDict(cutoffs))
     counts = chosen | "UnitCounts" >> beam.Map(unit_counts) | "Counts" >> beam.CombineGlobally(CountsFn(plan.quarantined, cfg.decontam))
     n = len(plan.shards)
-    out_shards = [(s.index, OutShard(s, n, tmp_dir, cfg.write_scores)) for s in plan.shards]
-    written = ({"shard": p | "OutShards" >> beam.Create(out_shards),
-                "scored": chosen | "ByShard" >> beam.Map(lambda s: (s.shard, s))}
+    shards_path = fileio.write_tasks(fileio.join(tmp_dir, "_tasks", "shards.txt"),
+                                     [(s.index, OutShard(s, n, tmp_dir, cfg.write_scores)) for s in plan.shards], dry)
+    written = ({"shard": p | "OutShards" >> ReadTasks(shards_path),
+                "scored": chosen | "ByShard" >> beam.Map(_by_shard)}
                | "JoinShard" >> beam.CoGroupByKey()
                | "Write" >> beam.ParDo(WriteShardOutputs()))
+    if extra_outputs:
+        written = (written, p | "ExtraOutputs" >> beam.Create(list(extra_outputs))) | "AllOutputs" >> beam.Flatten()
+    moved = (written | "SpreadRenames" >> beam.Reshuffle()
+             | "Rename" >> beam.ParDo(RenameOutput(out_dir, tmp_dir)))
     return (p | "CommitOnce" >> beam.Create([None])
-            | "Commit" >> beam.ParDo(Commit(out_dir, tmp_dir, manifest_base, extra_outputs),
-                                     outputs=beam.pvalue.AsList(written), counts=beam.pvalue.AsSingleton(counts)))
+            | "Commit" >> beam.ParDo(Commit(out_dir, tmp_dir, base_path),
+                                     outputs=beam.pvalue.AsList(moved), counts=beam.pvalue.AsSingleton(counts)))
 
 
 def manifest_base(plan: SelectionPlan, cfg: SelectionConfig, features_dir: str) -> dict:
@@ -546,6 +605,7 @@ def run_selection_job(pool, features_dir: str, target, out_dir: str, cfg: Select
     fileio.makedirs(out_dir)
     manifest_path = fileio.join(out_dir, MANIFEST)
     fileio.delete([manifest_path])  # the old run is no longer complete from here on
+    remove_killed_tmp(out_dir)
     tmp_dir = fileio.join(out_dir, f".tmp-beam-{uuid.uuid4().hex[:12]}")
     fileio.makedirs(tmp_dir)
     opts = options if options is not None else make_options()
@@ -554,6 +614,10 @@ def run_selection_job(pool, features_dir: str, target, out_dir: str, cfg: Select
     build_selection_pipeline(p, plan, cfg, out_dir, tmp_dir, manifest_base(plan, cfg, features_dir), progress_secs,
                              extra)
     result = p.run()
+    from lmsieve.pipelines.features_job import waits
+
+    if not waits(opts):
+        return {"submitted": True, "out": out_dir}
     result.wait_until_finish()
     counters = query_counters(result)
     if not fileio.exists(manifest_path):  # a runner that returns before the job ends
