@@ -61,7 +61,7 @@ class SelectionConfig:
     quotas: dict[str, Budget] | None = None
     seed: int = 0
     ranking: str | None = None
-    temperature: float = 1.0
+    temperature: float | None = None  # None: the method's default_temperature (MATES 0.5, else 1)
     exact: bool = True
     num_quantiles: int = 1001
     epsilon: float = 1e-3
@@ -203,9 +203,10 @@ class ScoreUnit(beam.DoFn):
     """Read one unit's feature columns (never text), score it, and compute its ranking keys."""
 
     def __init__(self, method: str, cfg: SelectionConfig, higher_is_better: bool, ranking: str,
-                 progress_secs: float = 10.0):
+                 progress_secs: float = 10.0, temperature: float = 1.0):
         self.method, self.cfg = method, cfg
         self.higher_is_better, self.ranking = higher_is_better, ranking
+        self.temperature = cfg.temperature if cfg.temperature is not None else temperature
         self.progress_secs = progress_secs
 
     def setup(self):
@@ -252,7 +253,7 @@ class ScoreUnit(beam.DoFn):
             rows_valid, score, eligible = rows_valid[finite], score[finite], eligible[finite]
             vd, ids = vd.filter(keep), ids.filter(keep)
         key, tb = ranking_keys(score, ids, seed=self.cfg.seed, ranking=self.ranking,
-                               temperature=self.cfg.temperature, higher_is_better=self.higher_is_better,
+                               temperature=self.temperature, higher_is_better=self.higher_is_better,
                                eligible=eligible)
         chars = vd.column(N_CHARS).to_numpy(zero_copy_only=False).astype(np.int64)
         domain = np.asarray(vd.column(DOMAIN).to_pylist(), dtype=object)
@@ -445,7 +446,7 @@ def build_selection_pipeline(p: beam.Pipeline, plan: SelectionPlan, cfg: Selecti
     sel = plan.selector
     ranking = cfg.ranking or sel.default_ranking
     units = distribute(p | "Units" >> beam.Create(plan.units), "SpreadUnits", key=lambda t: (t.shard, t.unit))
-    score_fn = ScoreUnit(cfg.method, cfg, sel.higher_is_better, ranking, progress_secs)
+    score_fn = ScoreUnit(cfg.method, cfg, sel.higher_is_better, ranking, progress_secs, sel.default_temperature)
     if cfg.method == "dsir":
         fitted = p | "FitDSIR" >> FitDsir(sel, plan.fit_units, plan.target_paths)
         scored = units | "Score" >> beam.ParDo(score_fn, fitted=beam.pvalue.AsSingleton(fitted))

@@ -21,9 +21,11 @@ Data Influence Models"; reference cxcscmu/MATES 5d2860c.
   (:mod:`lmsieve.selectors.mates_encoder`; ``encoder_path`` = a local encoder directory, default the
   packaged MiniLM; held-out split by the stable hash of (seed, candidate id); saved under
   ``influence/`` in the fitted directory as safetensors + JSON).
-* Selection: Gumbel-top-k on the negated prediction, temperature 0.5, 20% of the stage's pool:
-  ``higher_is_better=False`` and ``default_ranking="gumbel"``; the API/CLI default temperature is 1,
-  so pass ``temperature=0.5`` (``--temperature 0.5``) and ``keep=0.2``.
+* Selection: exactly the reference's ``mates_select``: ``m = prediction / temp + Gumbel(0, 1)``, the
+  *smallest* m taken (``higher_is_better=False`` + ``default_ranking="gumbel"`` in
+  :func:`lmsieve.sampling.select.ranking_keys`; negating the predictions and taking the largest
+  would flip the noise's skew), ``default_temperature`` 0.5 (used by the API, CLI and Beam jobs
+  unless a temperature is given); the paper keeps 20% of the stage's pool (``keep=0.2``).
 * :func:`run_stages`: stage 0 trains the proxy on random data; every later stage re-probes with the
   current checkpoint, re-fits the influence model, selects 20% of its pool and continues training
   the proxy (optimizer state kept) on the selection.
