@@ -119,14 +119,17 @@ def auxk_loss(sae: TopKSAE, pre: torch.Tensor, x: torch.Tensor, recon: torch.Ten
 
 
 def collect_activations(lm: LoadedLM, batch, layer: int, *, max_tokens: int | None = None, skip_bos: bool = True,
-                        batch_tokens: int = 8192) -> torch.Tensor:
-    """float32 ``(tokens, d_model)`` states of ``hidden_states[layer]`` over all valid tokens."""
+                        batch_tokens: int = 8192, progress=None) -> torch.Tensor:
+    """float32 ``(tokens, d_model)`` states of ``hidden_states[layer]`` over all valid tokens
+    (``progress(n_docs)`` after each micro-batch)."""
     seqs = truncated_sequences(lm, batch, max_tokens)
     out = []
-    for _, h, mask in hidden_batches(lm, seqs, layer, batch_tokens):
+    for docs, h, mask in hidden_batches(lm, seqs, layer, batch_tokens):
         m = _token_mask(lm, mask, skip_bos).to(h.device)
-        out.append(h[m].cpu())
-    return torch.cat(out) if out else torch.zeros(0, 0)
+        out.append(h[m].float().cpu())
+        if progress:
+            progress(len(docs))
+    return torch.cat(out) if out else torch.zeros(0, lm.hidden_size())
 
 
 def _token_mask(lm: LoadedLM, mask: torch.Tensor, skip_bos: bool) -> torch.Tensor:
@@ -186,6 +189,52 @@ def train_sae(acts: torch.Tensor, *, num_latents: int, k: int, layer: int | None
                       "fvu_first": history[0] if history else None, "fvu_last": history[-1] if history else None,
                       "auxk_last": aux_hist[-1] if aux_hist else None}
     return sae.eval(), history
+
+
+def train_sae_on_texts(lm: LoadedLM, texts, out_dir, *, layer: int = -2, num_latents: int | None = None,
+                      expansion: int = 8, k: int = 32, max_tokens: int = 256, steps: int = 1000,
+                      batch_size: int = 1024, seed: int = 0, show_progress: bool = False, **auxk) -> TopKSAE:
+    """Collect ``hidden_states[layer]`` of ``lm`` over ``texts`` (each cut to ``max_tokens``), train a
+    TopK SAE with AuxK (``num_latents`` default ``expansion`` x d_model) and save it to ``out_dir``."""
+    import logging
+
+    from lmsieve.schemas.document import text_array
+
+    idx = resolve_layer(lm, layer)
+    texts = text_array(texts)
+    bar = _bar(show_progress, len(texts), "SAE activations", "doc")
+    acts = collect_activations(lm, texts, idx, max_tokens=min(int(max_tokens), lm.context),
+                               progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    if len(acts) < 2:
+        raise ConfigError("train-sae: the data gave fewer than 2 tokens of activations")
+    bar = _bar(show_progress, steps, "SAE training", "step")
+    sae, hist = train_sae(acts, num_latents=int(num_latents or expansion * acts.shape[1]), k=k, layer=idx,
+                          steps=steps, batch_size=batch_size, seed=seed, device=lm.device,
+                          progress=bar.update if bar else None, **auxk)
+    if bar:
+        bar.close()
+    sae.train_info.update({"docs": len(texts), "max_tokens": int(max_tokens), "model_hash": _model_hash(lm)})
+    save_sae(sae, out_dir)
+    logging.getLogger(__name__).info("SAE on hidden_states[%d]: %d tokens, FVU %.3f -> %.3f", idx, len(acts),
+                                     hist[0], hist[-1])
+    return sae
+
+
+def _model_hash(lm: LoadedLM) -> str | None:
+    try:
+        return lm.model_hash()
+    except ConfigError:
+        return None
+
+
+def _bar(show: bool, total: int, desc: str, unit: str):
+    if not show:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit)
 
 
 @torch.no_grad()
