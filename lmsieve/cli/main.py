@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "lmsieve.cli.verify_cmd",
     "lmsieve.cli.mix_cmd",
     "lmsieve.cli.prefilter_cmd",
+    "lmsieve.cli.models_cmd",
 ]
 
 
