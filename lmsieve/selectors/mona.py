@@ -173,11 +173,12 @@ class Mona(FittedDirMixin, Selector):
 
 def sae_cache_dir(lm, layer_index: int, p: dict):
     """``$LMSIEVE_HOME/sae/<model hash>-hs<layer>-<settings>``: one cached SAE per model, layer and settings."""
-    from lmsieve.models.fetch import model_home
+    import os
 
     key = (f"{lm.model_hash()[:16]}-hs{layer_index}-x{p['sae_expansion']}k{p['sae_k']}-"
            f"{p['sae_docs']}d{p['sae_max_tokens']}t{p['sae_steps']}s")
-    return Path(model_home()).parent / "sae" / key
+    root = os.environ.get("LMSIEVE_HOME")  # as lmsieve.models: $LMSIEVE_HOME, default ~/.cache/lmsieve
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "lmsieve") / "sae" / key
 
 
 def cached_sae(lm, layer: int, p: dict):
