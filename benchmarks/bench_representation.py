@@ -28,7 +28,8 @@ model-based selectors also run on that model, as extra columns ``<method>@<model
 conditional = M fine-tuned on the target), ``mates`` (M probed with warmed AdamW moments, MiniLM
 encoder influence model, Gumbel at T=0.5) and ``preselect`` (M + lmsieve's proxies as the family);
 documents are cut to ``--max-tokens`` tokens (CPU cost), ``--device auto|cpu|cuda``. The byte-proxy
-columns stay as they were (``--methods`` picks them). A CPU-sized run (~15 min on 2 shared cores):
+columns stay as they were (``--methods`` picks them; ``color``, ``mates`` and ``preselect`` there
+run on the tiny byte-level proxies of ``bench_loss_selectors.py``). A CPU-sized run (~15 min on 2 shared cores):
 
     python benchmarks/bench_representation.py --limit 200 --n-targets 20 --model smollm2-135m \
         --max-tokens 64 --targets heldout_code_python,humaneval
@@ -195,6 +196,9 @@ def main(argv=None) -> dict:
         "rds": dict(model=proxy, max_tokens=128), "rds-rr": dict(model=proxy, max_tokens=128),
         "mona": dict(model=proxy, sae=sae, max_tokens=128), "dsir": {}, "zipfit": {"n_jobs": 2}, "random": {},
     }
+    from bench_loss_selectors import method_params as byte_params  # color, mates, preselect on byte proxies
+
+    params.update({m: byte_params(m, args.proxy_steps * 2) for m in ("color", "mates", "preselect")})
     for m in model_methods:
         params[f"{m}@{tag}"] = model_params(m, args.model, args.max_tokens, args.device)
     columns = methods + [f"{m}@{tag}" for m in model_methods]
