@@ -210,8 +210,13 @@ def resolve_model(ref: str | os.PathLike) -> Path:
     return Path(resolve(str(ref)))
 
 
-def _weights_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.glob("*.safetensors") if not p.name.startswith("optimizer"))
+def _weights_bytes(path: Path, dtype: torch.dtype) -> float:
+    """Bytes the weights take in ``dtype``: file sizes rescaled from the stored dtype of ``config.json``."""
+    stored = json.loads((path / "config.json").read_text())
+    stored = stored.get("dtype") or stored.get("torch_dtype") or "float32"
+    size = {"float32": 4, "bfloat16": 2, "float16": 2}.get(stored, 4)
+    files = sum(p.stat().st_size for p in path.glob("*.safetensors") if not p.name.startswith("optimizer"))
+    return files / size * torch.finfo(dtype).bits / 8
 
 
 def load_proxy(ref: str | os.PathLike, *, device="auto", with_optimizer: bool = False, dtype="auto",
@@ -234,7 +239,7 @@ def load_proxy(ref: str | os.PathLike, *, device="auto", with_optimizer: bool = 
     dt = resolve_dtype(dtype, dev)
     if device_map is None and dev.type == "cuda":
         free = torch.cuda.mem_get_info(dev)[0]
-        if _weights_bytes(path) * (2 if dt != torch.float32 else 4) / 4 > 0.9 * free:
+        if _weights_bytes(path, dt) > 0.9 * free:
             device_map = "auto"
             log.info("model %s does not fit on %s: device_map='auto'", path.name, dev)
     kwargs = {"device_map": device_map} if device_map else {}
