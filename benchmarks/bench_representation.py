@@ -50,9 +50,10 @@ from _common import SHARED, machine, print_table, write_json  # noqa: E402
 TARGETS = {"heldout_code_python": "code_python", "heldout_math": "math", "humaneval": "code_python"}
 METHODS = ["betr", "rds", "rds-rr", "mona", "dsir", "zipfit", "random"]
 MODEL_METHODS = ["rds", "rds-rr", "mona", "color", "mates", "preselect"]
+N_PROBE = 60  # MATES probes per fit with --model (--n-probe)
 
 
-def model_params(m: str, model: str, max_tokens: int, device: str) -> dict:
+def model_params(m: str, model: str, max_tokens: int, device: str, n_probe: int = N_PROBE) -> dict:
     """Parameters of a model-based selector running on ``model`` (CPU-sized by ``max_tokens``)."""
     common = {"device": device}
     if m in ("rds", "rds-rr"):
@@ -63,7 +64,7 @@ def model_params(m: str, model: str, max_tokens: int, device: str) -> dict:
     if m == "color":
         return dict(model=model, chunk_len=max_tokens, tau=7, **common)
     if m == "mates":
-        return dict(model=model, n_probe=60, warmup_docs=16, warmup_steps=10, probe_tokens=max_tokens, ref_windows=8,
+        return dict(model=model, n_probe=n_probe, warmup_docs=16, warmup_steps=10, probe_tokens=max_tokens, ref_windows=8,
                     encoder_epochs=3, encoder_max_length=128, **common)
     if m == "preselect":
         return dict(models=[model], window=max_tokens, stride=max(1, max_tokens // 2), **common)
@@ -171,6 +172,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-probe", type=int, default=N_PROBE, help="MATES probes with --model")
     ap.add_argument("--out-name", default="representation.json")
     args = ap.parse_args(argv)
     import numpy as np
@@ -200,7 +202,7 @@ def main(argv=None) -> dict:
 
     params.update({m: byte_params(m, args.proxy_steps * 2) for m in ("color", "mates", "preselect")})
     for m in model_methods:
-        params[f"{m}@{tag}"] = model_params(m, args.model, args.max_tokens, args.device)
+        params[f"{m}@{tag}"] = model_params(m, args.model, args.max_tokens, args.device, args.n_probe)
     columns = methods + [f"{m}@{tag}" for m in model_methods]
     rows, raw, caches = [], {}, {}
     for tname in args.targets.split(","):

@@ -16,8 +16,9 @@ weight decay 0.1 on matrices), and the probe learning rate is ``probe_lr`` (MATE
 foreign model: :data:`FOREIGN_PROBE_LR`).
 
 Batching: a candidate's first ``probe_tokens`` tokens form one batch of context-length windows
-(one forward/backward), and the reference windows are evaluated in micro-batches of about
-``batch_tokens`` tokens; candidates are probed one after another (each needs its own weights).
+(one forward/backward), and the reference windows (``min(context, probe_tokens)`` tokens each) are
+evaluated in micro-batches of about ``batch_tokens`` tokens; candidates are probed one after another
+(each needs its own weights).
 """
 from __future__ import annotations
 
@@ -94,7 +95,8 @@ class OracleProbe:
         cfg = lm.train_cfg
         self.lr = float(lr) if lr is not None else lr_at(max(0, lm.step - 1), max(1, cfg.steps), cfg)
         stream = torch.from_numpy(token_stream(lm.tokenizer, _texts(reference_texts)).astype(np.int64))
-        span = min(lm.context + 1, len(stream))
+        span = min(lm.context, int(probe_tokens)) + 1  # a 2,048-token context would make every evaluation long
+        span = min(span, len(stream))
         if span < 2:
             raise InputError("the reference set holds no tokens", "target")
         starts = window_starts(len(stream), span)  # evenly spread over the whole reference set
