@@ -86,6 +86,13 @@ class Mona(FittedDirMixin, Selector):
                          device=device, batch_tokens=int(batch_tokens), fitted=fitted)
         self._init_fitted(fitted)
 
+    def __getstate__(self):
+        """Pickled (Beam workers) without the loaded models: they reload lazily from ``model``."""
+        st = dict(super().__getstate__())
+        for a in ("_lm", "_sae"):
+            st.pop(a, None)
+        return st
+
     def _models(self):
         if getattr(self, "_lm", None) is None:
             from lmsieve.features.sae import load_sae

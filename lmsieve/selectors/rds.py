@@ -152,6 +152,13 @@ class RDS(FittedDirMixin, Selector):
                          batch_tokens=int(batch_tokens), fitted=fitted)
         self._init_fitted(fitted)
 
+    def __getstate__(self):
+        """Pickled (Beam workers) without the loaded models: they reload lazily from ``model``."""
+        st = dict(super().__getstate__())
+        for a in ("_lm",):
+            st.pop(a, None)
+        return st
+
     # -- representation -------------------------------------------------------------------------
     def lm(self):
         if getattr(self, "_lm", None) is None:
