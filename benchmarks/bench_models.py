@@ -28,7 +28,6 @@ from _common import SHARED, machine, print_table, write_json  # noqa: E402
 
 
 def docs_for(n: int, max_chars: int):
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     files = sorted((SHARED / "pool").glob("*.parquet"))
