@@ -23,7 +23,17 @@ SCORE_BATCH_ROWS = 4096
 
 
 def make_selector(method: str, **params) -> Selector:
-    return get_selector_class(method)(**params)
+    """The method's selector; an unknown parameter is one line listing the method's parameters."""
+    import inspect
+
+    cls = get_selector_class(method)
+    sig = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in sig.values()):
+        known = [n for n in sig if n != "self"]
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ConfigError(f"{method}: unknown parameter(s) {', '.join(unknown)}; its parameters: {', '.join(known)}")
+    return cls(**params)
 
 
 def load_target(target, name: str = "target") -> pa.Table:

@@ -166,3 +166,12 @@ def test_smollm2_perplexity_on_english_pool_documents(one_thread):  # noqa: F811
     ppl = math.exp(r.total_nll.sum() / r.n_tokens.sum())
     print(f"SmolLM2-135M perplexity on 10 English pool documents: {ppl:.1f}")
     assert ppl < 60, ppl  # measured 15.4
+
+
+def test_unknown_parameter_is_one_line_listing_the_parameters():
+    from lmsieve.api import make_selector
+
+    with pytest.raises(ConfigError, match=r"color: unknown parameter\(s\) prior; its parameters: .*\bmodel\b"):
+        make_selector("color", prior="somewhere")
+    with pytest.raises(ConfigError, match=r"preselect: unknown parameter\(s\) modle"):
+        make_selector("preselect", modle=["a", "b", "c"])
