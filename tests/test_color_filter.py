@@ -183,3 +183,15 @@ def test_hf_prior_fitted_dir_runs_in_beam(hf_prior):
                              selector_kwargs={"device": "cpu"})
     ref = run_selection(sel, pool, Budget(fraction=0.2), seed=4, scores=s, eligible=e).selected.column("id").to_pylist()
     assert len(ref) == 10 and got == ref
+
+
+def test_fitted_selector_pickles_without_its_models(hf_prior):
+    import pickle
+
+    pool, target, params, sel, s, e, root = hf_prior
+    d = root / "fitted-pickle"
+    sel.save(d)
+    fitted = ColorFilter(fitted=str(d), device="cpu").fit(target)
+    blob = pickle.dumps(fitted)
+    assert len(blob) < 20_000  # the models reload from the fitted dir on the worker
+    np.testing.assert_allclose(pickle.loads(blob).score(pool), s, atol=1e-5)

@@ -191,6 +191,19 @@ class ColorFilter(FittedDirMixin, Selector):
         return where[order]
 
     # -- persistence ----------------------------------------------------------------------------
+    def __getstate__(self):
+        """Pickled (Beam workers) without the two models when they live in ``fitted``: reloaded from there."""
+        st = dict(super().__getstate__())
+        if self._params.get("fitted"):
+            st.pop("prior_", None)
+            st.pop("conditional_", None)
+        return st
+
+    def __setstate__(self, st):
+        super().__setstate__(st)
+        if self._params.get("fitted") and "prior_" not in self.__dict__:
+            self._load_files(Path(self._params["fitted"]))
+
     def _save_files(self, path: Path) -> None:
         from lmsieve.features.proxy_lm import save_proxy
 
