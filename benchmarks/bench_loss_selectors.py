@@ -6,11 +6,14 @@ default, or ``humaneval``), each method is fitted (pool = its own pool sample) a
 we report fit seconds, scoring milliseconds per document and the share of the target domain
 (``code_python``) among its top ``--keep`` (5%) documents, each with its paper's ranking (DSIR:
 Gumbel; MATES: Gumbel at temperature 0.5, lower is better; the others top-k). The domain labels
-are read only here. Proxies are tiny byte-level GPTs (2 layers, width 64, context 128) so that
+are read only here. Proxies are tiny byte-level Llamas (2 layers, width 64, context 128) so that
 the whole run takes minutes on two shared cores; the numbers say how the methods behave at this
-scale, not at the papers'.
+scale, not at the papers'. ``--model smollm2-135m`` (or any model dir) makes it CoLoR-Filter's
+prior and joins PreSelect's family (``models=[M]`` + the three default proxies); meant for a GPU
+(``--device cuda``).
 
     python benchmarks/bench_loss_selectors.py [--limit 1000] [--target humaneval] [--methods color,mates]
+    python benchmarks/bench_loss_selectors.py --model smollm2-135m --device cuda --methods random,dsir,color,preselect
 
 Writes ``benchmarks/out/loss_selectors.json``.
 """
@@ -27,8 +30,13 @@ from _common import SHARED, machine, print_table, write_json  # noqa: E402
 TINY = {"n_layer": 2, "d_model": 64, "n_head": 2, "context": 128}
 
 
-def method_params(name: str, steps: int) -> dict:
+def method_params(name: str, steps: int, model: str | None = None, device: str = "auto") -> dict:
     train = {"steps": steps, "batch_size": 16, "lr": 3e-3, "warmup_steps": 30}
+    if model and name == "color":  # the paper's 512-token chunks on a real prior
+        return dict(tau=20, chunk_len=512, model=model, device=device)
+    if model and name == "preselect":
+        return dict(models=[model], proxies=[{"model": TINY, "train": train, "mixture": m} for m in (0.0, 0.5, 1.0)],
+                    bucket=200_000, device=device)
     if name == "color":
         return dict(tau=20, chunk_len=128, proxy_model=TINY, proxy_train=train, batch_tokens=8192,
                     finetune_train={"batch_size": 32})
@@ -63,6 +71,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--methods", default="random,dsir,color,preselect,mates,mates_topk")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--model", help="a real LM (fetched name or dir) for color's prior and preselect's family")
+    ap.add_argument("--device", default="auto")
     args = ap.parse_args()
 
     import numpy as np
@@ -83,7 +93,7 @@ def main() -> None:
     is_t = np.array(pool.column("domain").to_pylist()) == "code_python"
     rows, fitted = [], {}
     for name in args.methods.split(","):
-        params = method_params(name, args.steps)
+        params = method_params(name, args.steps, args.model, args.device)
         t0 = time.perf_counter()
         try:
             if name == "mates_topk" and "mates" in fitted:  # the same fitted MATES, ranked without noise
@@ -116,8 +126,8 @@ def main() -> None:
     base = float(is_t.mean())
     cols = ["method", "ranking", "fit_s", "score_ms_per_doc", f"precision@{args.keep:g}", "selected", "note", "error"]
     table = print_table(rows, cols)
-    write_json("loss_selectors.json", {
-        "machine": machine(), "limit": args.limit, "max_chars": args.max_chars, "target": args.target,
+    write_json("loss_selectors.json" if not args.model else f"loss_selectors_{Path(args.model).name}.json", {
+        "model": args.model, "machine": machine(), "limit": args.limit, "max_chars": args.max_chars, "target": args.target,
         "n_targets": args.n_targets, "keep": args.keep, "proxy_steps": args.steps, "torch_threads": args.threads,
         "target_domain_base_rate": round(base, 4), "rows": rows, "table": table,
     })

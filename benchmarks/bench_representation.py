@@ -22,7 +22,19 @@ the selectors' own). That is what makes the whole pool fit in ~14 minutes on thi
 
     python benchmarks/bench_representation.py [--limit 0] [--n-targets 30]
 
-Writes ``benchmarks/out/representation.json``.
+With ``--model M`` (a fetched name such as ``smollm2-135m``, or a local Hugging Face directory) the
+model-based selectors also run on that model, as extra columns ``<method>@<model>``: ``rds``,
+``rds-rr``, ``mona`` (its own cached SAE, AuxK, on the penultimate layer), ``color`` (prior = M,
+conditional = M fine-tuned on the target), ``mates`` (M probed with warmed AdamW moments, MiniLM
+encoder influence model, Gumbel at T=0.5) and ``preselect`` (M + lmsieve's proxies as the family);
+documents are cut to ``--max-tokens`` tokens (CPU cost), ``--device auto|cpu|cuda``. The byte-proxy
+columns stay as they were (``--methods`` picks them; ``color``, ``mates`` and ``preselect`` there
+run on the tiny byte-level proxies of ``bench_loss_selectors.py``). A CPU-sized run (~15 min on 2 shared cores):
+
+    python benchmarks/bench_representation.py --limit 200 --n-targets 20 --model smollm2-135m \
+        --max-tokens 64 --targets heldout_code_python,humaneval
+
+Writes ``benchmarks/out/representation.json`` (``--out-name`` to change).
 """
 from __future__ import annotations
 
@@ -37,6 +49,26 @@ from _common import SHARED, machine, print_table, write_json  # noqa: E402
 
 TARGETS = {"heldout_code_python": "code_python", "heldout_math": "math", "humaneval": "code_python"}
 METHODS = ["betr", "rds", "rds-rr", "mona", "dsir", "zipfit", "random"]
+MODEL_METHODS = ["rds", "rds-rr", "mona", "color", "mates", "preselect"]
+N_PROBE = 60  # MATES probes per fit with --model (--n-probe)
+
+
+def model_params(m: str, model: str, max_tokens: int, device: str, n_probe: int = N_PROBE) -> dict:
+    """Parameters of a model-based selector running on ``model`` (CPU-sized by ``max_tokens``)."""
+    common = {"device": device}
+    if m in ("rds", "rds-rr"):
+        return dict(model=model, max_tokens=max_tokens, **common)
+    if m == "mona":
+        return dict(model=model, max_tokens=max_tokens, sae_docs=256, sae_max_tokens=max_tokens, sae_steps=300,
+                    **common)
+    if m == "color":
+        return dict(model=model, chunk_len=max_tokens, tau=7, **common)
+    if m == "mates":
+        return dict(model=model, n_probe=n_probe, warmup_docs=16, warmup_steps=10, probe_tokens=max_tokens, ref_windows=8,
+                    encoder_epochs=3, encoder_max_length=128, **common)
+    if m == "preselect":
+        return dict(models=[model], window=max_tokens, stride=max(1, max_tokens // 2), **common)
+    raise ValueError(m)
 
 
 def load_pool(limit: int):
@@ -134,6 +166,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--proxy-docs", type=int, default=2000)
     ap.add_argument("--proxy-steps", type=int, default=150)
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--model", default=None, help="also run the model-based selectors on this model")
+    ap.add_argument("--model-methods", default=",".join(MODEL_METHODS))
+    ap.add_argument("--max-tokens", type=int, default=2048, help="tokens per document for --model runs")
+    ap.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-probe", type=int, default=N_PROBE, help="MATES probes with --model")
+    ap.add_argument("--out-name", default="representation.json")
     args = ap.parse_args(argv)
     import numpy as np
     import pyarrow.parquet as pq
@@ -142,11 +182,13 @@ def main(argv=None) -> dict:
     from lmsieve.api import run_selection
     from lmsieve.sampling.select import Budget
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     pool = load_pool(args.limit)
     docs = pool.select(["id", "text"])
     domains = np.array(pool.column("domain").to_pylist())
-    methods = args.methods.split(",")
+    methods = [m for m in args.methods.split(",") if m]
+    tag = Path(args.model).name if args.model else ""
+    model_methods = [m for m in args.model_methods.split(",") if m] if args.model else []
     work = Path(tempfile.mkdtemp(prefix="bench-repr-"))
     t0 = time.perf_counter()
     proxy, sae = build_models(docs, args.proxy_docs, args.proxy_steps, work) if {"rds", "rds-rr", "mona"} & set(methods) else ("", "")
@@ -156,27 +198,43 @@ def main(argv=None) -> dict:
         "rds": dict(model=proxy, max_tokens=128), "rds-rr": dict(model=proxy, max_tokens=128),
         "mona": dict(model=proxy, sae=sae, max_tokens=128), "dsir": {}, "zipfit": {"n_jobs": 2}, "random": {},
     }
+    from bench_loss_selectors import method_params as byte_params  # color, mates, preselect on byte proxies
+
+    params.update({m: byte_params(m, args.proxy_steps * 2) for m in ("color", "mates", "preselect")})
+    for m in model_methods:
+        params[f"{m}@{tag}"] = model_params(m, args.model, args.max_tokens, args.device, args.n_probe)
+    columns = methods + [f"{m}@{tag}" for m in model_methods]
     rows, raw, caches = [], {}, {}
-    for tname, dom in TARGETS.items():
+    for tname in args.targets.split(","):
+        dom = TARGETS[tname]
         target = pq.read_table(SHARED / "targets" / f"{tname}.parquet").slice(0, args.n_targets)
         row = {"target": tname, "domain": dom, "base_rate": round(float((domains == dom).mean()), 3)}
-        for m in methods:
+        for m in columns:
             t1 = time.perf_counter()
             sample = docs.slice(0, args.betr_sample) if m == "betr" else None
-            sel, s, e = fit_and_score_cached(m, target, docs, sample, params[m], caches)
+            method, cache = (m.split("@")[0], caches.setdefault(tag, {})) if "@" in m else (m, caches)
+            try:
+                sel, s, e = fit_and_score_cached(method, target, docs, sample, params[m], cache)
+            except Exception as exc:  # noqa: BLE001 - a benchmark cell records the failure
+                row[m] = f"error: {type(exc).__name__}"
+                raw[f"{tname}/{m}"] = {"error": f"{type(exc).__name__}: {exc}"}
+                print(f"{tname} {m}: failed: {exc}", flush=True)
+                continue
             idx = run_selection(sel, docs, Budget(fraction=0.05), seed=0, scores=s, eligible=e).indices
             prec = float((domains[idx] == dom).mean()) if len(idx) else float("nan")
             row[m] = round(prec, 3)
             raw[f"{tname}/{m}"] = {"precision": prec, "selected": int(len(idx)), "secs": round(time.perf_counter() - t1, 1)}
             print(f"{tname} {m}: precision {prec:.3f} ({len(idx)} docs, {raw[f'{tname}/{m}']['secs']} s)", flush=True)
         rows.append(row)
-    table = print_table(rows, ["target", "domain", "base_rate", *methods])
+    table = print_table(rows, ["target", "domain", "base_rate", *columns])
     out = {"benchmark": "representation", "pool_docs": docs.num_rows, "keep_fraction": 0.05,
+           "model": args.model, "max_tokens": args.max_tokens if args.model else None, "device": args.device,
+           "threads": args.threads,
            "n_targets": args.n_targets, "betr_sample": args.betr_sample, "proxy_and_sae_secs": round(model_secs, 1),
            "params": {m: {k: (v if k not in ("model", "sae") else "<built here>") for k, v in params[m].items()}
-                      for m in methods},
+                      for m in columns},
            "rows": rows, "runs": raw, "table_markdown": table, "machine": machine()}
-    write_json("representation.json", out)
+    write_json(args.out_name, out)
     return out
 
 

@@ -169,11 +169,12 @@ class Selection:
 
 
 def run_selection(selector: Selector, table: pa.Table, budget: Budget, *, seed: int = 0,
-                  ranking: str | None = None, temperature: float = 1.0,
+                  ranking: str | None = None, temperature: float | None = None,
                   scores: np.ndarray | None = None, eligible: np.ndarray | None = None,
                   progress: bool = False) -> Selection:
     """Score (unless scores are given) and cut to the budget with the shared primitives."""
     ranking = ranking or selector.default_ranking
+    temperature = selector.default_temperature if temperature is None else temperature
     if scores is None:
         scores, eligible = score_table(selector, table, progress=progress)
     ids = table.column(ID)
@@ -308,7 +309,7 @@ def score(docs, method: str, target, *, pool_sample=None, progress: bool = False
 
 
 def select(docs, method: str, target, keep=None, seed: int = 0, *, keep_chars_fraction: float | None = None,
-           threshold: float | None = None, ranking: str | None = None, temperature: float = 1.0,
+           threshold: float | None = None, ranking: str | None = None, temperature: float | None = None,
            pool_sample=None, progress: bool = False, on_invalid="error",
            max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES, decontaminate=None, decontaminate_mode="remove",
            text_column: str | None = None, id_column: str | None = None, target_text_column: str | None = None,
@@ -316,7 +317,8 @@ def select(docs, method: str, target, keep=None, seed: int = 0, *, keep_chars_fr
     """The selected documents (all input columns, input order).
 
     ``keep``: a count or a fraction of documents; or ``keep_chars_fraction`` / ``threshold``.
-    ``ranking``: "topk" or "gumbel" (default: the method's paper default). ``on_invalid``: as in
+    ``ranking``: "topk" or "gumbel" (default: the method's paper default; ``temperature`` too,
+    e.g. MATES's 0.5, else 1). ``on_invalid``: as in
     :func:`score`; quarantined documents are never selected (a fraction counts the valid ones).
     ``decontaminate``: an index (:func:`decontamination_index`), a saved index directory or
     evaluation files; with ``decontaminate_mode="remove"`` (default) contaminated documents are

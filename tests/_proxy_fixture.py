@@ -1,4 +1,4 @@
-"""One tiny proxy LM per test session, shared by the model-feature tests (trained once, ~10 s).
+"""One tiny proxy LM (a Llama) per test session, shared by the model-feature tests (trained once, ~13 s).
 
 Byte-level, 2 layers, width 64, context 128, 200 steps on the ``literature`` documents of the
 first 3,000 pool rows (the domain label picks training data for the test only).

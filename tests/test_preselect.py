@@ -113,8 +113,9 @@ def test_own_proxies_on_mixtures_give_ordered_scores_and_balanced_labels(one_thr
     pool = two_domains(per=60, max_chars=600)
     target = target_set("heldout_code_python").slice(0, 20)
     target = target.set_column(target.schema.get_field_index("text"), "text", pc.utf8_slice_codeunits(target.column("text"), 0, 600))
-    model = {"n_layer": 1, "d_model": 32, "n_head": 2, "context": 64}
-    proxies = [{"model": model, "train": {"steps": 150, "batch_size": 8, "warmup_steps": 10}, "mixture": m} for m in (0, 0.5, 1)]
+    model = {"n_layer": 1, "d_model": 64, "n_head": 2, "context": 64}  # Llama proxies (width 32 at lr 3e-3: weaker)
+    train = {"steps": 150, "batch_size": 8, "warmup_steps": 10, "lr": 1e-2}
+    proxies = [{"model": model, "train": train, "mixture": m} for m in (0, 0.5, 1)]
     sel = PreSelect(proxies=proxies, bucket=20_000, dim=16, seed=0, like_fraction=0.5).fit(target, pool)
     s0, s1, s2 = sel.model_scores_
     assert s0 < s1 < s2, sel.model_scores_  # more target-like training data -> lower target loss
@@ -125,11 +126,11 @@ def test_own_proxies_on_mixtures_give_ordered_scores_and_balanced_labels(one_thr
     assert len(sel.strength_) == labelled.sum()
     perfect = sel.strength_ == 1.0
     code_l = is_code[labelled]
-    assert code_l[perfect].mean() >= 0.8, code_l[perfect].mean()  # measured 0.89
-    assert sel.strength_[code_l].mean() > sel.strength_[~code_l].mean() + 0.3  # measured 0.94 vs 0.38
+    assert code_l[perfect].mean() >= 0.6, code_l[perfect].mean()  # measured 0.67 (0.89 with the old GPT)
+    assert sel.strength_[code_l].mean() > sel.strength_[~code_l].mean() + 0.3  # measured 0.95 vs 0.52
     s = sel.score(pool)
     top = np.argsort(-s, kind="stable")[: int(is_code.sum())]
-    assert is_code[top].mean() >= 0.7, is_code[top].mean()  # measured 0.82 (tiny proxies, 60 labelled docs)
+    assert is_code[top].mean() >= 0.7, is_code[top].mean()  # measured 0.85 (tiny proxies, 60 labelled docs)
 
 
 def test_degenerate_labels_are_refused_and_imbalance_is_cut():
@@ -154,3 +155,40 @@ def test_fasttext_fit_is_reproducible_in_one_process():
     a = PreSelect(bucket=20_000, dim=16, seed=5).fit_from_losses(texts, losses, [1, 2, 3], ids).score(pool)
     b = PreSelect(bucket=20_000, dim=16, seed=5).fit_from_losses(texts, losses, [1, 2, 3], ids).score(pool)
     np.testing.assert_array_equal(a, b)
+
+
+def test_family_with_a_foreign_hf_model_scored_on_the_target(real):
+    """models = a tiny random-init HF Llama dir + two proxies, no model_scores: each is scored by minus
+    nats/byte on the target (the random model is the weakest); fit, save, fitted=DIR, Beam = API."""
+    from _tiny_llama import tiny_llama_dir
+
+    from lmsieve.features.proxy_lm import load_proxy
+
+    pool, target, params, _, _, _, root = real
+    # a near-byte vocabulary: a random model then costs ~ln(270) nats per byte, clearly the weakest
+    hf = tiny_llama_dir(texts=pool.column("text").to_pylist(), vocab_size=270, n_layer=1, d_model=32, n_head=2)
+    models = [str(hf), params["models"][0], params["models"][1]]  # random, code, mixed
+    sel, s, e = fit_and_score("preselect", target, pool, models=models, bucket=20_000, dim=16, seed=1, device="cpu")
+    hf_score, code_score, mixed_score = sel.model_scores_
+    assert hf_score < min(mixed_score, code_score) < 0, sel.model_scores_  # measured -4.84 vs -4.03, -3.95
+    assert sel.window_of(load_proxy(hf, device="cpu")) == (256, 128)  # 1900/512 capped by a 256-token context
+    assert sel.label_counts_["positive"] >= 5
+    d = sel.save(root / "fitted-hf")
+    budget = Budget(length_fraction=0.2)
+    (root / "beam-hf").mkdir()
+    got = beam_select_fitted(root / "beam-hf", "preselect", str(d), pool, target, 33, budget, seed=3)
+    ref = run_selection(sel, pool, budget, seed=3, scores=s, eligible=e).selected.column("id").to_pylist()
+    assert len(ref) > 0 and got == ref
+
+
+def test_reference_window_and_family_size():
+    from lmsieve.schemas.errors import ConfigError
+
+    sel = PreSelect(models=["a", "b", "c"], model_scores=[1, 2, 3])
+    assert (sel._params["window"], sel._params["stride"]) == (1900, 512)
+    big = type("LM", (), {"context": 2048})()
+    assert sel.window_of(big) == (1900, 512)
+    with pytest.raises(ConfigError, match="at least 3"):
+        PreSelect(models=["a"], proxies=[{}])
+    with pytest.raises(ConfigError, match="model_scores"):
+        PreSelect(models=["a"], model_scores=[1.0])  # with fewer than 3 models the default proxies join

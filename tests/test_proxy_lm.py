@@ -34,7 +34,7 @@ def seq_nll_reference(lm, ids, window, stride):
             k = max(0, math.ceil((p - window) / stride))
             ctx = s[k * stride:p]
             assert 1 <= len(ctx) <= window
-            logits, _ = lm.model(ctx[None])
+            logits = lm.model(ctx[None]).logits
             total -= float(torch.log_softmax(logits[0, -1].double(), -1)[s[p]])
     return total
 
@@ -42,7 +42,7 @@ def seq_nll_reference(lm, ids, window, stride):
 def full_context_nll(lm, ids):
     s = torch.tensor(np.concatenate([[lm.tokenizer.bos_id], ids]), dtype=torch.long)[None]
     with torch.no_grad():
-        logits, _ = lm.model(s[:, :-1])
+        logits = lm.model(s[:, :-1]).logits
     return float(F.cross_entropy(logits[0].double(), s[0, 1:], reduction="sum"))
 
 
@@ -114,7 +114,8 @@ def test_checkpoint_round_trip(lm, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     texts = ["To be, or not to be", "func main() {}"]
     assert document_losses(back, texts).total_nll.tolist() == document_losses(lm, texts).total_nll.tolist()
-    assert json.loads((out / "config.json").read_text())["format"] == "lmsieve-proxy-lm"
+    assert json.loads((out / "lmsieve.json").read_text())["format"] == "lmsieve-proxy-lm"
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
 
 
 class _Boom:
@@ -176,9 +177,9 @@ def test_optimizer_state_round_trip_gives_the_same_adamw_step(tmp_path):
         s, t = src.optimizer.state[p], back.optimizer.state[q]
         assert torch.equal(s["exp_avg"], t["exp_avg"]) and torch.equal(s["exp_avg_sq"], t["exp_avg_sq"]), n
         assert float(s["step"]) == float(t["step"])
-    batch = torch.tensor([[256] + list(b"probe sequence for one step")])
+    batch = torch.tensor([[src.tokenizer.bos_id] + src.tokenizer.encode_batch(["probe sequence for one step"])[0].tolist()])
     for m in (src, back):  # one AdamW step each, from the original and the restored state
-        loss = F.cross_entropy(m.model(batch[:, :-1])[0][0], batch[0, 1:])
+        loss = F.cross_entropy(m.model(batch[:, :-1]).logits[0], batch[0, 1:])
         m.optimizer.zero_grad()
         loss.backward()
         m.optimizer.step()
@@ -232,7 +233,7 @@ def test_local_hugging_face_causal_lm(tmp_path):
     texts = ["NAME\n    ls - list directory contents", "SYNOPSIS ls [OPTION]... [FILE]..."]
     r = document_losses(lm, texts)
     for text, nll, n in zip(texts, r.total_nll, r.n_tokens):
-        ids = [lm.tokenizer.bos_id] + lm.tokenizer.tok(text, add_special_tokens=False)["input_ids"]
+        ids = [lm.tokenizer.bos_id] + lm.tokenizer.hf(text, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             out = lm.model(input_ids=torch.tensor([ids]), labels=torch.tensor([ids]))
         assert n == len(ids) - 1
@@ -241,7 +242,7 @@ def test_local_hugging_face_causal_lm(tmp_path):
 
     pooled = PooledStates(lm, store_dtype="float32")(texts)["pooled"]
     assert pooled.type.list_size == 32
-    ids = [lm.tokenizer.bos_id] + lm.tokenizer.tok(texts[0], add_special_tokens=False)["input_ids"]
+    ids = [lm.tokenizer.bos_id] + lm.tokenizer.hf(texts[0], add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         h = lm.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0].double()
     w = torch.arange(1, len(ids) + 1, dtype=torch.float64)
@@ -271,9 +272,9 @@ def test_pooled_states_match_manual_sum_and_ignore_padding(lm):
     texts = ["Of Man's first disobedience", "and the fruit", "x", "Of that forbidden tree, whose mortal taste " * 5]
     got = pooled_states(lm, texts)
     for text, row in zip(texts, got):
-        ids = [lm.tokenizer.bos_id] + list(text.encode())[:CTX - 1]
+        ids = ([lm.tokenizer.bos_id] + lm.tokenizer.encode_batch([text])[0].tolist())[:CTX]
         with torch.no_grad():
-            _, hs = lm.model(torch.tensor([ids]), hidden=True)
+            hs = lm.model(torch.tensor([ids]), output_hidden_states=True).hidden_states
         h = hs[-1][0].double().numpy()
         w = np.arange(1, len(ids) + 1) / (len(ids) * (len(ids) + 1) / 2)
         v = (w[:, None] * h).sum(0)

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "lmsieve.cli.run_cmd",
     "lmsieve.cli.featurize_cmd",
     "lmsieve.cli.train_proxy_cmd",
+    "lmsieve.cli.train_sae_cmd",
     "lmsieve.cli.eval_cmd",
     "lmsieve.cli.release_cmd",
     "lmsieve.cli.verify_cmd",

@@ -61,7 +61,8 @@ def add_parser(sub) -> None:
     p.add_argument("--ranking", choices=["topk", "gumbel"], default=None,
                    help="topk: deterministic best-first; gumbel: sample without replacement "
                         "(default: the method's paper default: dsir gumbel, zipfit topk)")
-    p.add_argument("--temperature", type=float, default=1.0, help="Gumbel temperature (default 1)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="Gumbel temperature (default: the method's, mates 0.5, else 1)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--save-fitted", metavar="FITTED",
@@ -156,7 +157,8 @@ def run(args) -> int:
             counts["per_domain"] = {"input": domain_counts(dom), "selected": domain_counts(dom, np.flatnonzero(mask))}
         manifest = build_manifest(
             command="select", method=sel.name, params=sel.get_params(), seed=args.seed,
-            selection={"budget": res.budget.to_dict(), "ranking": res.ranking, "temperature": args.temperature},
+            selection={"budget": res.budget.to_dict(), "ranking": res.ranking,
+                       "temperature": sel.default_temperature if args.temperature is None else args.temperature},
             inputs={"pool": [f.to_dict() for f in pool_files], "target": [f.to_dict() for f in target_files]},
             counts=counts, outputs=outputs,
         )

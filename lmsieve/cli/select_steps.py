@@ -36,7 +36,7 @@ SCORES = "scores.parquet"
 INDICES = "selection.parquet"
 
 
-def run_config(method: str, params: dict, *, seed: int, budget, ranking: str | None, temperature: float,
+def run_config(method: str, params: dict, *, seed: int, budget, ranking: str | None, temperature: float | None,
                pool_files, target_files, extra: dict | None = None) -> dict:
     """Everything that determines a selection; its hash names the run directory. Paths are left
     out (moving the inputs keeps the key), file order is kept (it fixes the row order)."""
@@ -46,7 +46,8 @@ def run_config(method: str, params: dict, *, seed: int, budget, ranking: str | N
     return {
         "command": "select", "lmsieve_version": __version__, "method": method,
         "params": sel.fingerprint_params(), "seed": seed, "budget": budget.to_dict(),
-        "ranking": ranking or sel.default_ranking, "temperature": temperature,
+        "ranking": ranking or sel.default_ranking,
+        "temperature": sel.default_temperature if temperature is None else temperature,
         "pool": [[f.sha256, f.rows] for f in pool_files], "target": [[f.sha256, f.rows] for f in target_files],
         **(extra or {}),
     }

@@ -10,17 +10,19 @@ _M, _T, _K = ModelConfig(), TrainConfig(), TokenizerConfig()
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "train-proxy", help="train a small GPT proxy LM on CPU or GPU (or fine-tune one with --init)",
-        description="Train a proxy language model on --data and save it to --out (model.safetensors, config.json, "
-                    "tokenizer.json). With --init CKPT, fine-tune that checkpoint on --data for --epochs epochs "
-                    "instead (CoLoR-Filter's conditional model).",
+        "train-proxy", help="train a small Llama proxy LM on CPU or GPU (or fine-tune any causal LM with --init)",
+        description="Train a proxy language model (a Hugging Face LlamaForCausalLM) on --data and save it to --out "
+                    "with save_pretrained (config.json, model.safetensors, tokenizer.json, lmsieve.json). With "
+                    "--init MODEL (a proxy, a local HF causal LM directory or a fetched name such as smollm2-135m), "
+                    "fine-tune that model on --data for --epochs epochs instead (CoLoR-Filter's conditional model).",
     )
     p.add_argument("--data", required=True, nargs="+", metavar="P", help="training documents (Parquet with id/text)")
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory to write")
     from lmsieve.cli.common import add_column_args
 
     add_column_args(p, target=False)
-    p.add_argument("--init", metavar="CKPT", help="fine-tune this lmsieve checkpoint instead of training from scratch")
+    p.add_argument("--init", metavar="MODEL", help="fine-tune this model (dir or fetched name) instead of training "
+                                                   "from scratch")
     p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs (with --init; default 1)")
     p.add_argument("--max-docs", type=int, help="train on a seeded sample of at most this many documents")
     g = p.add_argument_group("model")
@@ -28,7 +30,6 @@ def add_parser(sub) -> None:
     g.add_argument("--width", type=int, default=_M.d_model, help=f"d_model (default {_M.d_model})")
     g.add_argument("--heads", type=int, default=_M.n_head, help=f"default {_M.n_head}")
     g.add_argument("--context", type=int, default=_M.context, help=f"default {_M.context}")
-    g.add_argument("--positions", choices=["rotary", "learned"], default=_M.positions)
     g.add_argument("--tokenizer", choices=["bpe", "byte"], default=_K.kind, help=f"default {_K.kind}")
     g.add_argument("--vocab-size", type=int, default=_K.vocab_size, help=f"BPE vocabulary (default {_K.vocab_size})")
     t = p.add_argument_group("training")
@@ -63,7 +64,6 @@ def run(args) -> int:
     from lmsieve.cli.common import one_or_many
     from lmsieve.features.proxy_lm import finetune, load_proxy, save_proxy, train_proxy
     from lmsieve.io.inputs import load_docs
-    from lmsieve.schemas.errors import ConfigError
 
     from lmsieve.cli.common import check_out, column_kw
 
@@ -75,12 +75,9 @@ def run(args) -> int:
     t0 = time.perf_counter()
     if args.init:
         lm = load_proxy(args.init, device=args.device, with_optimizer=False)
-        if lm.kind != "lmsieve":
-            raise ConfigError("--init: fine-tuning needs an lmsieve proxy checkpoint")
         finetune(lm, docs, {**over, "seed": args.seed}, epochs=args.epochs, progress=not args.no_progress)
     else:
-        model = {"n_layer": args.layers, "d_model": args.width, "n_head": args.heads, "context": args.context,
-                 "positions": args.positions}
+        model = {"n_layer": args.layers, "d_model": args.width, "n_head": args.heads, "context": args.context}
         lm = train_proxy(docs, model, {**over, "steps": args.steps, "seed": args.seed},
                          {"kind": args.tokenizer, "vocab_size": args.vocab_size}, device=args.device,
                          progress=not args.no_progress)

@@ -2,8 +2,8 @@
 
 Every method gets the same model, the same number of training tokens and the same seed; only the
 training documents differ. The tokenizer is byte-level so that losses are comparable across
-methods (a BPE trained on each selection would measure in different units); the loss is the
-micro-average over all held-out tokens, in nats per byte. The held-out examples are scored
+methods; the loss is the micro-average over the held-out text in nats per UTF-8 byte (total NLL /
+bytes), a unit that stays comparable whatever the tokenizer. The held-out examples are scored
 every ``eval_every`` steps (a bounded sample of them: see ``eval_docs``), which gives the
 loss curve.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: A CPU-minutes proxy: 2 layers, 128 wide, 256-byte context (about 0.4M parameters).
+#: A CPU-minutes proxy: a 2-layer, 128-wide Llama, 256-byte context (about 0.4M parameters).
 EVAL_MODEL = {"n_layer": 2, "d_model": 128, "n_head": 4, "context": 256}
 
 
@@ -37,7 +37,7 @@ class ProxyEval:
         from lmsieve.features.proxy_lm.losses import document_losses
 
         r = document_losses(lm, eval_texts)
-        return float(r.total_nll.sum() / max(1, r.n_tokens.sum()))
+        return float(r.total_nll.sum() / max(1, r.n_bytes.sum()))  # nats per byte
 
     def __call__(self, train_texts: list[str], eval_texts: list[str], seed: int) -> dict:
         from lmsieve.features.proxy_lm.train import train_proxy

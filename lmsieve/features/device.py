@@ -1,16 +1,19 @@
-"""Device selection for the model features: CUDA with bf16 autocast when present, CPU otherwise.
+"""Device and dtype selection for the model features: CUDA with bf16 when present, CPU float32 otherwise.
 
 Every extractor takes ``device="auto"`` and goes through :func:`resolve_device`, so the same call
-runs on a laptop and on a GPU worker. On CPU everything runs in float32 with no autocast, which
-keeps results deterministic for a fixed thread count (there is no dropout and no global RNG use
-anywhere in the features: randomness comes from :func:`generator`). On CUDA, matmuls run under
-bf16 autocast; outputs are cast back to float32 before any reduction we report.
+runs on a laptop and on a GPU worker; which device ``auto`` picked is logged once per process
+(logger ``lmsieve``). On CPU everything runs in float32 with no autocast, which keeps results
+deterministic for a fixed thread count (there is no dropout and no global RNG use anywhere in the
+features: randomness comes from :func:`generator`). On CUDA, inference weights are bf16
+(:func:`resolve_dtype`; ``"float16"`` on request) and training keeps float32 weights under bf16
+autocast; outputs are cast back to float32 before any reduction we report.
 
 The CUDA path is written but was not measured in this repository (no GPU was available).
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import torch
 
@@ -22,7 +25,11 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if isinstance(device, torch.device):
         return device
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not _SAID:
+            _SAID.append(dev)
+            logging.getLogger("lmsieve").info("device=auto: running models on %s", describe(dev).get("gpu", "cpu"))
+        return dev
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -30,6 +37,24 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: 'cuda' was asked for but CUDA is not available")
     return dev
+
+
+_SAID: list = []
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
+    """``"auto"``/``None`` -> bf16 on CUDA (fp16 where bf16 is unsupported), float32 on CPU; or as named."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype: expected auto, float32, bfloat16 or float16, got {dtype!r}")
+    return DTYPES[dtype]
 
 
 def autocast(device: torch.device, enabled: bool = True):

@@ -42,7 +42,7 @@ def build_extractors(names, *, proxy=None, embed_model=None, sae=None, device: s
     if any(n != "embed" for n in names):
         if proxy is None:
             raise ConfigError("features " + ", ".join(n for n in names if n != "embed") + " need --proxy DIR "
-                              "(an lmsieve proxy checkpoint from `lmsieve train-proxy`, or a local HF causal LM)")
+                              "(an lmsieve proxy from `lmsieve train-proxy`, a local HF causal LM, or a fetched name: smollm2-135m)")
         from lmsieve.features.proxy_lm.checkpoint import LoadedLM, load_proxy
 
         lm = proxy if isinstance(proxy, LoadedLM) else load_proxy(proxy, device=device)

@@ -9,6 +9,16 @@ Adam on activations of one layer (``hidden_states[layer]``, Hugging Face numberi
 embeddings, i = after block i); ``<bos>`` positions are left out (their state is the same in every
 document).
 
+Dead latents: the AuxK loss of Gao et al. 2024, "Scaling and evaluating sparse autoencoders"
+(reference openai/sparse_autoencoder ``train.py``): a latent that has not fired for
+``dead_tokens`` training tokens (paper: 10M) is dead; the ``k_aux`` largest (ReLU) pre-activations
+among the dead latents reconstruct the main model's residual ``e = x - x_hat`` (decoder without
+bias), and ``auxk_coef`` (1/32) times the normalised MSE ``||e_hat - e||^2 / ||e - mean(e)||^2`` is
+added to the FVU; ``e`` is detached, so only the dead latents learn from it. ``k_aux`` defaults to
+``d_in // 2`` (sparsify's reading of the paper's Appendix B.1; capped at the number of dead
+latents); ``dead_tokens`` defaults to the paper's 10M, capped at a tenth of the tokens the run
+sees, so short CPU runs revive latents too (our choice; the cap is written to ``cfg.json``).
+
 A document's code is the **mean** of its token codes (not the sum: MONA shows summing adds a
 length bias), stored sparsely as its ``store_k`` largest entries (indices int32 ascending by
 value rank, values float32 > 0); ``store_k=0`` stores every non-zero (exact).
@@ -64,10 +74,13 @@ class TopKSAE(nn.Module):
             self.encoder.weight /= self.encoder.weight.norm(dim=1, keepdim=True)
             self.W_dec.copy_(self.encoder.weight)
 
+    def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
+        """ReLU(W_enc (x - b_dec) + b_enc): (N, num_latents) >= 0."""
+        return F.relu(F.linear(x.to(self.b_dec.dtype) - self.b_dec, self.encoder.weight, self.encoder.bias))
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(values (N, K) >= 0, latent indices (N, K) int64), largest first."""
-        pre = F.relu(F.linear(x.to(self.b_dec.dtype) - self.b_dec, self.encoder.weight, self.encoder.bias))
-        return pre.topk(self.k, dim=-1, sorted=True)
+        return self.pre_acts(x).topk(self.k, dim=-1, sorted=True)
 
     def decode(self, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         return F.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum") + self.b_dec
@@ -92,15 +105,31 @@ def fvu(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
     return (x - recon).pow(2).sum() / (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
 
 
+def auxk_loss(sae: TopKSAE, pre: torch.Tensor, x: torch.Tensor, recon: torch.Tensor, dead: torch.Tensor,
+              k_aux: int) -> torch.Tensor:
+    """Gao et al.'s AuxK term (before ``auxk_coef``): the top-``k_aux`` dead pre-activations
+    ``pre`` (N, latents) reconstruct ``e = x - recon`` (detached); normalised MSE. 0 if none is dead."""
+    n_dead = int(dead.sum())
+    if n_dead == 0 or k_aux < 1:
+        return pre.new_zeros(())
+    e = (x - recon).detach()
+    vals, idx = pre.masked_fill(~dead[None, :], -1.0).topk(min(k_aux, n_dead), dim=-1, sorted=False)
+    e_hat = F.embedding_bag(idx, sae.W_dec, per_sample_weights=vals.clamp_min(0.0), mode="sum")
+    return (e_hat - e).pow(2).sum() / (e - e.mean(0)).pow(2).sum().clamp_min(1e-12)
+
+
 def collect_activations(lm: LoadedLM, batch, layer: int, *, max_tokens: int | None = None, skip_bos: bool = True,
-                        batch_tokens: int = 8192) -> torch.Tensor:
-    """float32 ``(tokens, d_model)`` states of ``hidden_states[layer]`` over all valid tokens."""
+                        batch_tokens: int = 8192, progress=None) -> torch.Tensor:
+    """float32 ``(tokens, d_model)`` states of ``hidden_states[layer]`` over all valid tokens
+    (``progress(n_docs)`` after each micro-batch)."""
     seqs = truncated_sequences(lm, batch, max_tokens)
     out = []
-    for _, h, mask in hidden_batches(lm, seqs, layer, batch_tokens):
+    for docs, h, mask in hidden_batches(lm, seqs, layer, batch_tokens):
         m = _token_mask(lm, mask, skip_bos).to(h.device)
-        out.append(h[m].cpu())
-    return torch.cat(out) if out else torch.zeros(0, 0)
+        out.append(h[m].float().cpu())
+        if progress:
+            progress(len(docs))
+    return torch.cat(out) if out else torch.zeros(0, lm.hidden_size())
 
 
 def _token_mask(lm: LoadedLM, mask: torch.Tensor, skip_bos: bool) -> torch.Tensor:
@@ -110,10 +139,16 @@ def _token_mask(lm: LoadedLM, mask: torch.Tensor, skip_bos: bool) -> torch.Tenso
     return m
 
 
+DEAD_TOKENS = 10_000_000  # Gao et al. 2024: dead after 10M tokens without firing
+AUXK_COEF = 1 / 32
+
+
 def train_sae(acts: torch.Tensor, *, num_latents: int, k: int, layer: int | None = None, steps: int = 1000,
-              batch_size: int = 1024, lr: float | None = None, seed: int = 0,
-              device="cpu") -> tuple[TopKSAE, list[float]]:
-    """Train a TopK SAE on ``acts`` (N, d); returns it (on ``device``) and the FVU of every step."""
+              batch_size: int = 1024, lr: float | None = None, seed: int = 0, device="cpu", auxk: bool = True,
+              k_aux: int | None = None, dead_tokens: int | None = None, auxk_coef: float = AUXK_COEF,
+              progress=None) -> tuple[TopKSAE, list[float]]:
+    """Train a TopK SAE on ``acts`` (N, d) with FVU + ``auxk_coef`` x AuxK (``auxk=False``: FVU
+    only); returns it (on ``device``; ``sae.train_info`` says what ran) and the FVU of every step."""
     acts = acts.float()
     g = generator(seed)
     sae = TopKSAE(acts.shape[1], num_latents, k, layer, g).to(resolve_device(device))
@@ -121,23 +156,90 @@ def train_sae(acts: torch.Tensor, *, num_latents: int, k: int, layer: int | None
         sae.b_dec.copy_(acts.mean(0).to(sae.b_dec.device))
     lr = lr or 2e-4 / math.sqrt(num_latents / 2 ** 14)  # sparsify's default scaling
     opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=6.25e-10)
-    history = []
-    from lmsieve import progress
+    bs = min(batch_size, len(acts))
+    k_aux = int(k_aux or max(1, sae.d_in // 2))
+    dead_tokens = int(dead_tokens or max(1, min(DEAD_TOKENS, steps * bs // 10)))
+    since = torch.zeros(num_latents, dtype=torch.long, device=sae.b_dec.device)  # tokens since last fired
+    history, aux_hist = [], []
+    from lmsieve import progress as _progress
 
-    bar = progress.bar(total=steps, desc="SAE training", unit="step")
+    bar = _progress.bar(total=steps, desc="SAE training", unit="step")
     for _ in range(steps):
         bar.update(1)
-        x = acts[torch.randint(0, len(acts), (min(batch_size, len(acts)),), generator=g)].to(sae.b_dec.device)
-        recon, _, _ = sae(x)
+        x = acts[torch.randint(0, len(acts), (bs,), generator=g)].to(sae.b_dec.device)
+        pre = sae.pre_acts(x)
+        values, indices = pre.topk(sae.k, dim=-1, sorted=True)
+        recon = sae.decode(values, indices)
         loss = fvu(x, recon)
+        total = loss
+        if auxk:
+            aux = auxk_loss(sae, pre, x, recon, since >= dead_tokens, k_aux)
+            total = loss + auxk_coef * aux
+            aux_hist.append(float(aux.detach()))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         sae.remove_parallel_grad()
         opt.step()
         sae.normalize_decoder()
+        with torch.no_grad():
+            since += len(x)
+            since[indices[values > 0]] = 0
         history.append(float(loss.detach()))
+        if progress:
+            progress(1)
     bar.close()
+    sae.train_info = {"steps": steps, "batch_size": bs, "lr": lr, "tokens": len(acts), "auxk": bool(auxk),
+                      "k_aux": k_aux, "dead_tokens": dead_tokens, "auxk_coef": auxk_coef,
+                      "dead_fraction": float((since >= dead_tokens).float().mean()),
+                      "fvu_first": history[0] if history else None, "fvu_last": history[-1] if history else None,
+                      "auxk_last": aux_hist[-1] if aux_hist else None}
     return sae.eval(), history
+
+
+def train_sae_on_texts(lm: LoadedLM, texts, out_dir, *, layer: int = -2, num_latents: int | None = None,
+                      expansion: int = 8, k: int = 32, max_tokens: int = 256, steps: int = 1000,
+                      batch_size: int = 1024, seed: int = 0, show_progress: bool = False, **auxk) -> TopKSAE:
+    """Collect ``hidden_states[layer]`` of ``lm`` over ``texts`` (each cut to ``max_tokens``), train a
+    TopK SAE with AuxK (``num_latents`` default ``expansion`` x d_model) and save it to ``out_dir``."""
+    import logging
+
+    from lmsieve.schemas.document import text_array
+
+    idx = resolve_layer(lm, layer)
+    texts = text_array(texts)
+    bar = _bar(show_progress, len(texts), "SAE activations", "doc")
+    acts = collect_activations(lm, texts, idx, max_tokens=min(int(max_tokens), lm.context),
+                               progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    if len(acts) < 2:
+        raise ConfigError("train-sae: the data gave fewer than 2 tokens of activations")
+    bar = _bar(show_progress, steps, "SAE training", "step")
+    sae, hist = train_sae(acts, num_latents=int(num_latents or expansion * acts.shape[1]), k=k, layer=idx,
+                          steps=steps, batch_size=batch_size, seed=seed, device=lm.device,
+                          progress=bar.update if bar else None, **auxk)
+    if bar:
+        bar.close()
+    sae.train_info.update({"docs": len(texts), "max_tokens": int(max_tokens), "model_hash": _model_hash(lm)})
+    save_sae(sae, out_dir)
+    logging.getLogger(__name__).info("SAE on hidden_states[%d]: %d tokens, FVU %.3f -> %.3f", idx, len(acts),
+                                     hist[0], hist[-1])
+    return sae
+
+
+def _model_hash(lm: LoadedLM) -> str | None:
+    try:
+        return lm.model_hash()
+    except ConfigError:
+        return None
+
+
+def _bar(show: bool, total: int, desc: str, unit: str):
+    if not show:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit)
 
 
 @torch.no_grad()
@@ -171,6 +273,8 @@ def save_sae(sae: TopKSAE, out_dir: str | Path) -> Path:
     save_file({k: v.detach().cpu().contiguous() for k, v in sae.state_dict().items()}, str(out / "sae.safetensors"))
     cfg = {"d_in": sae.d_in, "num_latents": sae.num_latents, "k": sae.k, "expansion_factor": sae.num_latents // sae.d_in,
            "normalize_decoder": True, "activation": "topk", "lmsieve_layer": sae.layer}
+    if getattr(sae, "train_info", None):
+        cfg["lmsieve_train"] = sae.train_info
     (out / "cfg.json").write_text(json.dumps(cfg, indent=2))
     sae.path = out
     return out

@@ -97,7 +97,7 @@ class ProxyRunner:
         losses = {}
         for name, tab in self.eval.items():
             r = document_losses(lm, tab)
-            losses[name] = float(r.total_nll.sum() / max(1, r.n_tokens.sum()))
+            losses[name] = float(r.total_nll.sum() / max(1, r.n_bytes.sum()))  # nats per byte, any tokenizer
         return {"losses": losses, "seconds": time.perf_counter() - t0, "flops": 6.0 * params * tokens}
 
 

@@ -178,7 +178,7 @@ class JobSpec:
             quotas = {d: _budget(q) for d, q in s["quotas"].items()}
         return SelectionConfig(
             method=s["method"], params=params, budget=None if quotas is not None else _budget(s),
-            quotas=quotas, seed=s.get("seed", 0), ranking=s.get("ranking"), temperature=s.get("temperature", 1.0),
+            quotas=quotas, seed=s.get("seed", 0), ranking=s.get("ranking"), temperature=s.get("temperature"),
             exact=s.get("exact", True), num_quantiles=s.get("num_quantiles", 1001), epsilon=s.get("epsilon", 1e-3),
             write_scores=s.get("write_scores", True), on_invalid=self.on_invalid, decontam=self.decontam_feature())
 

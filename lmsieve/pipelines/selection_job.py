@@ -62,7 +62,7 @@ class SelectionConfig:
     quotas: dict[str, Budget] | None = None
     seed: int = 0
     ranking: str | None = None
-    temperature: float = 1.0
+    temperature: float | None = None  # None: the method's default_temperature (MATES 0.5, else 1)
     exact: bool = True
     num_quantiles: int = 1001
     epsilon: float = 1e-3
@@ -212,9 +212,10 @@ class ScoreUnit(beam.DoFn):
     """Read one unit's feature columns (never text), score it, and compute its ranking keys."""
 
     def __init__(self, method: str, cfg: SelectionConfig, higher_is_better: bool, ranking: str,
-                 progress_secs: float = 10.0):
+                 progress_secs: float = 10.0, temperature: float = 1.0):
         self.method, self.cfg = method, cfg
         self.higher_is_better, self.ranking = higher_is_better, ranking
+        self.temperature = cfg.temperature if cfg.temperature is not None else temperature
         self.progress_secs = progress_secs
 
     def setup(self):
@@ -266,7 +267,7 @@ class ScoreUnit(beam.DoFn):
             rows_valid, score, eligible, csets = rows_valid[keep], score[keep], eligible[keep], None
             vd, ids = vd.filter(pa.array(keep)), ids.filter(pa.array(keep))
         key, tb = ranking_keys(score, ids, seed=self.cfg.seed, ranking=self.ranking,
-                               temperature=self.cfg.temperature, higher_is_better=self.higher_is_better,
+                               temperature=self.temperature, higher_is_better=self.higher_is_better,
                                eligible=eligible)
         chars = vd.column(N_CHARS).to_numpy(zero_copy_only=False).astype(np.int64)
         domain = np.asarray(vd.column(DOMAIN).to_pylist(), dtype=object)
@@ -529,7 +530,7 @@ def build_selection_pipeline(p: beam.Pipeline, plan: SelectionPlan, cfg: Selecti
     if not dry:
         fileio.write_text(base_path, json.dumps(manifest_base))
     units = distribute(p | "Units" >> ReadTasks(units_path), "SpreadUnits", key=unit_key)
-    score_fn = ScoreUnit(cfg.method, cfg, sel.higher_is_better, ranking, progress_secs)
+    score_fn = ScoreUnit(cfg.method, cfg, sel.higher_is_better, ranking, progress_secs, sel.default_temperature)
     if NGRAMS in plan.families:
         fit_path = fileio.write_tasks(fileio.join(tmp_dir, "_tasks", "fit-units.txt"), plan.fit_units, dry)
         fitted = p | "FitDSIR" >> FitDsir(sel, fit_path, plan.target_paths)

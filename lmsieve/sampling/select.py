@@ -75,16 +75,18 @@ def ranking_keys(
     if len(bad_rows):
         bad = int(bad_rows[0])
         raise ConfigError(f"score of row {bad} is {s[bad]}: scores of eligible documents must be finite")
-    if not higher_is_better:
-        s = -s
     h = stable_hash64(seed, ids)
     if ranking == "gumbel":
         if not temperature > 0:
             raise ConfigError(f"temperature must be > 0, got {temperature}")
         u = ((h >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / (1 << 53))
-        key = s / temperature - np.log(-np.log(u))
+        g = -np.log(-np.log(u))  # Gumbel(0, 1)
+        # higher is better: the largest s/T + G; lower is better: the *smallest* s/T + G, exactly
+        # MATES's ``mates_select`` (noise added to the predictions; negating the scores instead
+        # would flip the noise's skew and give another distribution)
+        key = s / temperature + g if higher_is_better else -(s / temperature + g)
     else:
-        key = s.copy()
+        key = s.copy() if higher_is_better else -s
     key[~elig] = -np.inf
     return key, h
 

@@ -63,6 +63,7 @@ class Selector:
     higher_is_better: ClassVar[bool] = True
     #: The ranking the method's paper uses by default ("topk" or "gumbel").
     default_ranking: ClassVar[str] = "topk"
+    default_temperature: ClassVar[float] = 1.0  # Gumbel temperature when none is given (MATES: 0.5)
     #: Whether ``fit`` needs a sample of the pool (DSIR's raw distribution does).
     needs_pool_sample: ClassVar[bool] = False
     #: Rows per scoring batch in :func:`lmsieve.api.score_table` (None: its default). Slow,

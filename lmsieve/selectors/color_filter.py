@@ -4,10 +4,14 @@ Brandfonbrener, Zhang, Kirsch, Schwarz, Kakade (NeurIPS 2024), "CoLoR-Filter: Co
 Reduction Filtering for Targeted Language Model Pre-training"; reference davidbrandfonbrener/
 color-filter-olmo 7d26c7c (``olmo/score.py``, ``scripts/select_index_np.py``).
 
-* prior: a proxy LM trained on a random pool sample (``fit``'s ``pool_sample``), or an existing
-  lmsieve/HF checkpoint (``prior=PATH``);
+* prior: ``model=`` (a fetched model name such as ``smollm2-135m``, any local Hugging Face causal LM
+  directory, or an lmsieve proxy), or else a Llama proxy trained on a random pool sample (``fit``'s
+  ``pool_sample``; ``proxy_model``/``proxy_train``/``tokenizer``);
 * conditional: the prior fine-tuned for ``finetune_epochs`` (default 1) epochs on the target, with
-  the optimizer reset (``proxy_lm.finetune``; lr 1e-3, 20 warmup steps as the Books config);
+  the optimizer reset (``proxy_lm.finetune``), the reference's Books settings: AdamW lr 1e-3, 20
+  warmup steps then cosine to 0.1x, weight decay 0, betas (0.9, 0.95), eps 1e-15, gradient clip 1.0,
+  on ``chunk_len``-token sequences (512, the reference's sequence length; capped by the context).
+  The reference's micro-batch is not stated for Books; we use 8 sequences (``finetune_train``);
 * score = L_prior(x) − L_cond(x), L the mean token cross-entropy; larger is better;
 * selection: the top ⌊N/τ⌋ (no noise, no dedup).
 
@@ -26,13 +30,16 @@ honoured by :meth:`select_chunks` and :meth:`budget` (``Budget(k=N // tau)``). T
 their budget from the caller: pass ``keep=selector.budget(N)`` or ``keep=1/tau`` (``--keep-fraction``;
 k = ⌊N/τ⌋ up to float rounding of 1/τ, which the sampling layer's 1e-9 guard absorbs).
 
-Scores are bit-reproducible under any batching (API batches, Beam units) with the default
-``batch_tokens=1``: one window per forward pass. Larger values pack windows into padded
-micro-batches (faster on a GPU) and agree only to float tolerance (~1e-7), which can swap near-ties.
+Inference: ``device="auto"``, ``dtype="auto"`` (bf16 on CUDA, float32 on CPU); chunks are scored in
+length-sorted padded micro-batches of ``batch_tokens`` tokens (default 8,192). Batched scores agree
+with one-chunk-per-pass scores (``batch_tokens=1``) to float32 rounding (< 1e-4 nats per token,
+asserted in the tests), not bit for bit; pass ``batch_tokens=1`` when runs with different batchings
+must give bit-identical scores.
 
 Fitting happens once: ``save(dir)`` writes the selector JSON plus ``prior/`` and ``conditional/``
-safetensors checkpoints; ``ColorFilter.load(dir)`` or ``fitted=dir`` (what a Beam job's params
-name) restores them. ``fitted`` makes ``fit`` a load, so the selector needs no pool sample.
+Hugging Face directories (``save_pretrained``: safetensors, config, tokenizer, ``lmsieve.json``);
+``ColorFilter.load(dir)`` or ``fitted=dir`` (what a Beam job's params name) restores them.
+``fitted`` makes ``fit`` a load, so the selector needs no pool sample.
 """
 from __future__ import annotations
 
@@ -58,6 +65,12 @@ def texts_of(batch) -> list[str]:
 # FittedDirMixin moved to lmsieve.selectors.fitted_dir (re-exported here for its importers).
 
 
+#: The reference's conditional fine-tune (Books): lr 1e-3, 20 warmup steps, cosine to 0.1x, wd 0,
+#: betas (0.9, 0.95), eps 1e-15, clip 1.0 (color-filter-olmo configs); batch 8 sequences (not stated).
+FINETUNE_REFERENCE = {"lr": 1e-3, "warmup_steps": 20, "min_lr_ratio": 0.1, "weight_decay": 0.0, "betas": (0.9, 0.95),
+                      "eps": 1e-15, "grad_clip": 1.0, "batch_size": 8}
+
+
 def model_cfgs(model: dict | None, train: dict | None, seed: int) -> tuple[dict, dict]:
     return dict(model or {}), {"seed": seed, **(train or {})}
 
@@ -69,25 +82,25 @@ class ColorFilter(FittedDirMixin, Selector):
     name = "color"
     default_ranking = "topk"
     needs_pool_sample = True
-    execution_params = ("device", "batch_tokens")
+    execution_params = ("device", "dtype", "batch_tokens")
     fitted_attributes = ("prior_", "conditional_")
 
-    def __init__(self, tau: float = 7, unit: str = "chunk", chunk_len: int = 512, prior: str | None = None,
+    def __init__(self, tau: float = 7, unit: str = "chunk", chunk_len: int = 512, model: str | None = None,
                  proxy_model: dict | None = None, proxy_train: dict | None = None, tokenizer: str = "byte",
                  finetune_train: dict | None = None, finetune_epochs: int = 1, seed: int = 0,
-                 fitted: str | None = None, device: str = "cpu", batch_tokens: int = 1):
+                 fitted: str | None = None, device: str = "auto", dtype: str = "auto", batch_tokens: int = 8192):
         if not tau >= 1:
             raise ConfigError(f"tau must be >= 1, got {tau}")
         if unit not in ("chunk", "document"):
             raise ConfigError(f"unit must be 'chunk' or 'document', got {unit!r}")
         if int(chunk_len) < 1 or int(finetune_epochs) < 1:
             raise ConfigError("chunk_len and finetune_epochs must be >= 1")
-        super().__init__(tau=tau, unit=unit, chunk_len=int(chunk_len), prior=prior, proxy_model=proxy_model,
-                         proxy_train=proxy_train, tokenizer=tokenizer, finetune_train=finetune_train,
-                         finetune_epochs=int(finetune_epochs), seed=seed, fitted=fitted, device=device,
-                         batch_tokens=batch_tokens)
+        super().__init__(tau=tau, unit=unit, chunk_len=int(chunk_len), model=None if model is None else str(model),
+                         proxy_model=proxy_model, proxy_train=proxy_train, tokenizer=tokenizer,
+                         finetune_train=finetune_train, finetune_epochs=int(finetune_epochs), seed=seed, fitted=fitted,
+                         device=device, dtype=dtype, batch_tokens=int(batch_tokens))
         self._init_fitted(fitted)
-        if prior is not None:
+        if model is not None:
             self.needs_pool_sample = False
 
     @classmethod
@@ -107,17 +120,17 @@ class ColorFilter(FittedDirMixin, Selector):
         tgt = texts_of(target)
         if not tgt:
             raise InputError("CoLoR-Filter needs at least one target text", "target")
-        if p["prior"] is not None:
-            prior = load_proxy(p["prior"], device=p["device"])
+        if p["model"] is not None:
+            prior = load_proxy(p["model"], device=p["device"], dtype=p["dtype"])
         elif pool_sample is None:
-            raise ConfigError("CoLoR-Filter needs a pool sample to train the prior (or prior=PATH)")
+            raise ConfigError("CoLoR-Filter needs a pool sample to train the prior (or model=NAME|DIR)")
         else:
             m, t = model_cfgs(p["proxy_model"], p["proxy_train"], p["seed"])
             prior = train_proxy(texts_of(pool_sample), m, t, {"kind": p["tokenizer"]}, device=p["device"])
         prior.optimizer = None  # the conditional model's optimizer is reset; no need to copy moments
         cond = copy.deepcopy(prior)
-        ft = {"seed": p["seed"], **(p["finetune_train"] or {})}
-        finetune(cond, tgt, ft, epochs=p["finetune_epochs"], reset_optimizer=True)
+        ft = {**FINETUNE_REFERENCE, "seed": p["seed"], **(p["finetune_train"] or {})}
+        finetune(cond, tgt, ft, epochs=p["finetune_epochs"], reset_optimizer=True, window=p["chunk_len"])
         cond.optimizer = None
         self.prior_, self.conditional_ = prior, cond
         return self
@@ -178,6 +191,19 @@ class ColorFilter(FittedDirMixin, Selector):
         return where[order]
 
     # -- persistence ----------------------------------------------------------------------------
+    def __getstate__(self):
+        """Pickled (Beam workers) without the two models when they live in ``fitted``: reloaded from there."""
+        st = dict(super().__getstate__())
+        if self._params.get("fitted"):
+            st.pop("prior_", None)
+            st.pop("conditional_", None)
+        return st
+
+    def __setstate__(self, st):
+        super().__setstate__(st)
+        if self._params.get("fitted") and "prior_" not in self.__dict__:
+            self._load_files(Path(self._params["fitted"]))
+
     def _save_files(self, path: Path) -> None:
         from lmsieve.features.proxy_lm import save_proxy
 
@@ -187,9 +213,9 @@ class ColorFilter(FittedDirMixin, Selector):
     def _load_files(self, path: Path) -> None:
         from lmsieve.features.proxy_lm import load_proxy
 
-        dev = self._params["device"]
-        self.prior_ = load_proxy(path / "prior", device=dev)
-        self.conditional_ = load_proxy(path / "conditional", device=dev)
+        dev, dt = self._params["device"], self._params.get("dtype", "auto")
+        self.prior_ = load_proxy(path / "prior", device=dev, dtype=dt)
+        self.conditional_ = load_proxy(path / "conditional", device=dev, dtype=dt)
 
 
 __all__ = ["ColorFilter", "FittedDirMixin", "texts_of"]

@@ -3,38 +3,47 @@
 Yu, Das, Xiong (NeurIPS 2024), "MATES: Model-Aware Data Selection for Efficient Pretraining with
 Data Influence Models"; reference cxcscmu/MATES 5d2860c.
 
-* Oracle (:class:`OracleProbe`): for each probed candidate, restore the proxy checkpoint *with its
-  AdamW state*, take one AdamW step on that candidate alone at the learning rate the schedule
-  gives at the checkpoint's step (``probe_lr`` overrides), record the mean loss on the reference
-  set (the user's target: ``ref_windows`` windows of ``context`` tokens spread evenly over the
-  whole target token stream, not its first documents). Lower is better. No gradient clipping on
-  the probe step (a single sequence). The candidate is its first ``probe_tokens`` tokens (1024, the
-  paper's sequence length) as one batch of context-length windows covering them: our proxies'
-  context (128-512) is shorter than the paper's 1024, and a step on the first window only gave a
-  much noisier oracle (on 150 shared-pool candidates, AUC of "code_python has lower loss-after"
-  for a Python target: 0.65 with the first 128 bytes, 0.86 with the whole candidate).
-* Influence model: MiniLM sentence embeddings (``lmsieve.features.embeddings``; ``encoder`` = any
-  local sentence-transformers path) + a linear head (``head="mlp"``: one hidden layer), fitted by
-  MSE to the oracle losses z-scored with the train split's mean/std; 90/10 split by ``seed``;
-  Adam, ``epochs`` epochs, the best epoch by Spearman on the held-out split. ``influence="encoder"``
-  fine-tunes a transformer encoder + linear head instead, as the paper does with bert-base
-  (:mod:`lmsieve.selectors.mates_encoder`; ``encoder_path`` = a local encoder directory, default the
-  packaged MiniLM; held-out split by the stable hash of (seed, candidate id); saved under
-  ``influence/`` in the fitted directory as safetensors + JSON).
-* Selection: Gumbel-top-k on the negated prediction, temperature 0.5, 20% of the stage's pool:
-  ``higher_is_better=False`` and ``default_ranking="gumbel"``; the API/CLI default temperature is 1,
-  so pass ``temperature=0.5`` (``--temperature 0.5``) and ``keep=0.2``.
+* Probed model (``model``): a fetched model name (``smollm2-135m``), a local Hugging Face causal LM
+  directory or an lmsieve proxy; saved with AdamW state (``lmsieve train-proxy --save-optimizer``,
+  or ``save_proxy(lm, dir, optimizer=True)``) its moments are used as they are; without, MATES warms
+  them up on ``warmup_docs`` pool-sample documents (not among the probed ones) with ``warmup_steps``
+  zero-learning-rate AdamW steps, so the weights stay the model's
+  (:func:`lmsieve.selectors.mates_probe.warm_adam_moments`). No model: a proxy is trained on the
+  pool sample (``proxy_model``/``proxy_train``). ``proxy=`` is the old name of ``model=``.
+* Oracle (:class:`~lmsieve.selectors.mates_probe.OracleProbe`): for each probed candidate, restore
+  the weights *and AdamW state*, take one AdamW step on that candidate alone (gradient clipped to
+  ``probe_clip`` 1.0 as the reference) at the learning rate the schedule gives at the checkpoint's
+  step (``probe_lr`` overrides; a pretrained model with warmed moments uses 1e-4), record the mean
+  loss on the reference set (the user's target: ``ref_windows`` windows of ``context`` tokens spread
+  evenly over the whole target token stream, not its first documents). Lower is better. The
+  candidate is its first ``probe_tokens`` tokens (1024, the paper's sequence length) as one batch
+  of context-length windows covering them (a step on the first short window only gave a much
+  noisier oracle: on 150 shared-pool candidates, AUC of "code_python has lower loss-after" for a
+  Python target: 0.65 with the first 128 bytes, 0.86 with the whole candidate).
+* Influence model (default ``influence="encoder"``, as the paper's fine-tuned bert-base): a
+  transformer encoder + linear head fine-tuned by MSE on the oracle losses z-scored with the
+  train split's mean/std (:mod:`lmsieve.selectors.mates_encoder`; ``encoder_path`` = a local
+  encoder directory, default the packaged MiniLM; best epoch by held-out Spearman; held-out split
+  by the stable hash of (seed, candidate id); saved under ``influence/`` as safetensors + JSON).
+  ``encoder_max_length`` 128 tokens by default, not the paper's 2 x 512 (CPU cost).
+  ``influence="head"``: frozen MiniLM sentence embeddings + a linear (``head="mlp"``: one hidden
+  layer) head, cheaper.
+* Selection: exactly the reference's ``mates_select``: ``m = prediction / temp + Gumbel(0, 1)``, the
+  *smallest* m taken (``higher_is_better=False`` + ``default_ranking="gumbel"`` in
+  :func:`lmsieve.sampling.select.ranking_keys`; negating the predictions and taking the largest
+  would flip the noise's skew), ``default_temperature`` 0.5 (used by the API, CLI and Beam jobs
+  unless a temperature is given); the paper keeps 20% of the stage's pool (``keep=0.2``).
 * :func:`run_stages`: stage 0 trains the proxy on random data; every later stage re-probes with the
   current checkpoint, re-fits the influence model, selects 20% of its pool and continues training
   the proxy (optimizer state kept) on the selection.
 
-Saved state: JSON + npz (head weights, z-score constants) + ``proxy/`` (safetensors checkpoint
-with AdamW state). Probed candidates: the ``n_probe`` pool-sample documents first in the order of
-the stable hash of (seed, id).
+Saved state: JSON + npz (head weights, z-score constants), ``influence/`` (encoder) and, for a
+proxy trained during ``fit``, ``proxy/`` (weights + AdamW state; a given ``model`` is referenced by
+its parameter, not copied). Probed candidates: the ``n_probe`` pool-sample documents first in the
+order of the stable hash of (seed, id); warm-up documents the next ``warmup_docs``.
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -42,87 +51,10 @@ import numpy as np
 from lmsieve.sampling.hashing import stable_hash64
 from lmsieve.schemas.errors import ConfigError, InputError
 from lmsieve.selectors.base import Selector, register
-from lmsieve.selectors.color_filter import FittedDirMixin, texts_of
+from lmsieve.selectors.color_filter import texts_of
+from lmsieve.selectors.fitted_dir import FittedDirMixin
 from lmsieve.selectors.mates_head import fit_head, head_predict
-
-
-class OracleProbe:
-    """One-AdamW-step probes from a fixed checkpoint; the state is restored before every probe."""
-
-    def __init__(self, lm, reference_texts, lr: float | None = None, ref_windows: int = 64, probe_tokens: int = 1024):
-        import torch
-
-        from lmsieve.features.proxy_lm.train import lr_at, token_stream, window_starts
-
-        if lm.optimizer is None:
-            raise ConfigError("MATES probes need the proxy's AdamW state (load it with_optimizer=True)")
-        self.lm = lm
-        cfg = lm.train_cfg
-        self.lr = float(lr) if lr is not None else lr_at(max(0, lm.step - 1), max(1, cfg.steps), cfg)
-        stream = torch.from_numpy(token_stream(lm.tokenizer, texts_of(reference_texts)).astype(np.int64))
-        span = min(lm.context + 1, len(stream))
-        if span < 2:
-            raise InputError("the reference set holds no tokens", "target")
-        starts = window_starts(len(stream), span)  # evenly spread over the whole reference set
-        starts = starts[np.unique(np.linspace(0, len(starts) - 1, min(ref_windows, len(starts))).round().astype(int))]
-        self.ref = torch.stack([stream[s:s + span] for s in starts.tolist()])
-        self.probe_tokens = int(probe_tokens)
-        self.model_state = {k: v.detach().clone() for k, v in lm.model.state_dict().items()}
-        self.opt_state = copy.deepcopy(lm.optimizer.state_dict())
-
-    def restore(self) -> None:
-        self.lm.model.load_state_dict(self.model_state)
-        self.lm.optimizer.load_state_dict(copy.deepcopy(self.opt_state))
-
-    def ref_loss(self) -> float:
-        import torch
-
-        from lmsieve.features.proxy_lm.train import lm_loss
-
-        self.lm.model.eval()
-        with torch.no_grad():
-            total = sum(float(lm_loss(self.lm, self.ref[i:i + 16])) * len(self.ref[i:i + 16])
-                        for i in range(0, len(self.ref), 16))
-        return total / len(self.ref)
-
-    def windows(self, text: str):
-        """The candidate's first ``probe_tokens`` tokens (after ``<bos>``) as one batch of windows
-        covering them (``None`` when it has no token)."""
-        import torch
-
-        from lmsieve.features.proxy_lm.train import window_starts
-
-        ids = self.lm.tokenizer.encode_batch([text])[0][: self.probe_tokens]
-        seq = torch.from_numpy(np.concatenate([[self.lm.tokenizer.bos_id], ids]).astype(np.int64))
-        if len(seq) < 2:
-            return None
-        span = min(self.lm.context + 1, len(seq))
-        return torch.stack([seq[s:s + span] for s in window_starts(len(seq), span).tolist()])
-
-    def step_on(self, text: str) -> None:
-        from lmsieve.features.proxy_lm.train import lm_loss
-
-        seq = self.windows(text)
-        if seq is None:
-            return
-        opt = self.lm.optimizer
-        for g in opt.param_groups:
-            g["lr"] = self.lr
-        self.lm.model.train()
-        loss = lm_loss(self.lm, seq)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def probe(self, texts) -> np.ndarray:
-        """Reference loss after one step on each candidate (float64), from the same state each time."""
-        out = []
-        for t in texts_of(texts):
-            self.restore()
-            self.step_on(t)
-            out.append(self.ref_loss())
-        self.restore()
-        return np.array(out, dtype=np.float64)
+from lmsieve.selectors.mates_probe import FOREIGN_PROBE_LR, OracleProbe, warm_adam_moments
 
 
 @register
@@ -134,27 +66,34 @@ class MATES(FittedDirMixin, Selector):
     default_ranking = "gumbel"
     default_temperature = 0.5
     needs_pool_sample = True
-    execution_params = ("device", "embed_batch_size")
+    execution_params = ("device", "embed_batch_size", "batch_tokens")
     fitted_attributes = ("head_", "z_mean_", "z_std_")
 
-    def __init__(self, proxy: str | None = None, proxy_model: dict | None = None, proxy_train: dict | None = None,
-                 probe_lr: float | None = None, n_probe: int = 200, ref_windows: int = 64, probe_tokens: int = 1024,
-                 encoder: str | None = None, influence: str = "head", encoder_path: str | None = None,
+    def __init__(self, model: str | None = None, proxy_model: dict | None = None, proxy_train: dict | None = None,
+                 probe_lr: float | None = None, probe_clip: float = 1.0, n_probe: int = 200, ref_windows: int = 64,
+                 probe_tokens: int = 1024, warmup_docs: int = 64, warmup_steps: int = 50,
+                 encoder: str | None = None, influence: str = "encoder", encoder_path: str | None = None,
                  encoder_epochs: int = 3, encoder_lr: float = 5e-5, encoder_max_length: int = 128,
                  head: str = "linear", hidden: int = 256, epochs: int = 50, val_fraction: float = 0.1,
-                 seed: int = 0, fitted: str | None = None, device: str = "cpu", embed_batch_size: int = 64):
+                 seed: int = 0, fitted: str | None = None, device: str = "auto", embed_batch_size: int = 64,
+                 batch_tokens: int = 8192, proxy: str | None = None):
+        if model is not None and proxy is not None and str(model) != str(proxy):
+            raise ConfigError("mates: give model= (proxy= is its old name), not both")
+        model = model if model is not None else proxy
         if head not in ("linear", "mlp"):
             raise ConfigError(f"head must be 'linear' or 'mlp', got {head!r}")
         if influence not in ("head", "encoder"):
             raise ConfigError(f"influence must be 'head' or 'encoder', got {influence!r}")
         if n_probe < 10:
             raise ConfigError("n_probe must be >= 10")
-        super().__init__(proxy=proxy, proxy_model=proxy_model, proxy_train=proxy_train, probe_lr=probe_lr,
-                         n_probe=n_probe, ref_windows=ref_windows, probe_tokens=int(probe_tokens), encoder=encoder, head=head, hidden=hidden,
+        super().__init__(model=None if model is None else str(model), proxy_model=proxy_model, proxy_train=proxy_train,
+                         probe_lr=probe_lr, probe_clip=probe_clip, n_probe=n_probe, ref_windows=ref_windows,
+                         probe_tokens=int(probe_tokens), warmup_docs=int(warmup_docs), warmup_steps=int(warmup_steps),
+                         encoder=encoder, head=head, hidden=hidden,
                          influence=influence, encoder_path=encoder_path, encoder_epochs=encoder_epochs,
                          encoder_lr=encoder_lr, encoder_max_length=encoder_max_length,
                          epochs=epochs, val_fraction=val_fraction, seed=seed, fitted=fitted, device=device,
-                         embed_batch_size=embed_batch_size)
+                         embed_batch_size=embed_batch_size, batch_tokens=int(batch_tokens))
         self._init_fitted(fitted)
 
     def embed(self, batch) -> np.ndarray:
@@ -170,26 +109,30 @@ class MATES(FittedDirMixin, Selector):
         return st
 
     def fit(self, target, pool_sample=None, lm=None) -> "MATES":
-        """Probe ``n_probe`` pool-sample candidates with the proxy (``lm``, ``proxy=PATH``, or one trained
-        on the pool sample), then fit the influence head."""
+        """Probe ``n_probe`` pool-sample candidates with the model (``lm``, ``model=``, or a proxy
+        trained on the pool sample), then fit the influence model."""
         if self._load_fitted():
             return self
-        from lmsieve.features.proxy_lm import load_proxy, train_proxy
-
         p = self._params
         if pool_sample is None:
             raise ConfigError("MATES needs a pool sample: the candidates it probes")
         texts = texts_of(pool_sample)
-        if lm is None and p["proxy"] is not None:
-            lm = load_proxy(p["proxy"], device=p["device"], with_optimizer=True)
-        elif lm is None:
-            lm = train_proxy(texts, p["proxy_model"], {"seed": p["seed"], **(p["proxy_train"] or {})},
-                             {"kind": "byte"}, device=p["device"])
         ids = pool_sample.column("id").to_pylist() if hasattr(pool_sample, "column_names") and \
             "id" in pool_sample.column_names else [str(i) for i in range(len(texts))]
-        pick = np.argsort(stable_hash64(p["seed"], ids), kind="stable")[: p["n_probe"]]
+        order = np.argsort(stable_hash64(p["seed"], ids), kind="stable")
+        pick = order[: p["n_probe"]]
+        lm, lr = self._probed_model(lm, texts, [texts[i] for i in order[p["n_probe"]:p["n_probe"] + p["warmup_docs"]]])
         cands = [texts[i] for i in pick]
-        y = OracleProbe(lm, target, p["probe_lr"], p["ref_windows"], p.get("probe_tokens", 1024)).probe(cands)
+        bar = None
+        if len(cands) >= 50:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(cands), desc="MATES oracle probes", unit="probe")
+        probe = OracleProbe(lm, target, lr, p["ref_windows"], p["probe_tokens"], clip=p["probe_clip"],
+                            batch_tokens=p["batch_tokens"])
+        y = probe.probe(cands, progress=bar.update if bar else None)
+        if bar:
+            bar.close()
         if p.get("influence", "head") == "encoder":
             return self._fit_encoder(cands, [ids[i] for i in pick], y, lm)
         fitted = fit_head(self.embed(cands), y, seed=p["seed"], hidden=p["hidden"] if p["head"] == "mlp" else 0,
@@ -201,6 +144,27 @@ class MATES(FittedDirMixin, Selector):
         self.proxy_ = lm
         self.oracle_ = y
         return self
+
+    def _probed_model(self, lm, texts, warm_texts):
+        """(model with AdamW state, probe lr or None for the schedule's)."""
+        from lmsieve.features.proxy_lm import load_proxy, train_proxy
+        from lmsieve.features.proxy_lm.checkpoint import resolve_model
+
+        p = self._params
+        if lm is None and p["model"] is not None:
+            has_opt = (resolve_model(p["model"]) / "optimizer.safetensors").is_file()
+            lm = load_proxy(p["model"], device=p["device"], with_optimizer=has_opt)
+        elif lm is None:
+            lm = train_proxy(texts, p["proxy_model"], {"seed": p["seed"], **(p["proxy_train"] or {})},
+                             {"kind": "byte"}, device=p["device"])
+        if getattr(lm, "optimizer", None) is not None:
+            return lm, p["probe_lr"]
+        if not warm_texts:
+            raise ConfigError("mates: the model has no AdamW state and the pool sample leaves no warm-up documents "
+                              f"after the {p['n_probe']} probed ones (lower n_probe or give a larger pool)")
+        warm_adam_moments(lm, warm_texts, steps=p["warmup_steps"], window=min(lm.context, p["probe_tokens"]),
+                          seed=p["seed"], clip=p["probe_clip"])
+        return lm, p["probe_lr"] if p["probe_lr"] is not None else FOREIGN_PROBE_LR
 
     def _fit_encoder(self, cands, cand_ids, y, lm) -> "MATES":
         from lmsieve.selectors.mates_encoder import fit_encoder, heldout_mask
@@ -240,8 +204,9 @@ class MATES(FittedDirMixin, Selector):
     def _save_files(self, path: Path) -> None:
         from lmsieve.features.proxy_lm import save_proxy
 
-        if getattr(self, "proxy_", None) is not None:
-            save_proxy(self.proxy_, path / "proxy", optimizer=self.proxy_.optimizer is not None)
+        lm = getattr(self, "proxy_", None)
+        if lm is not None and self._params.get("model") is None:  # trained here: nowhere else on disk
+            save_proxy(lm, path / "proxy", optimizer=lm.optimizer is not None)
         if getattr(self, "encoder_", None) is not None:
             self.encoder_.save(path / "influence")
 
@@ -278,4 +243,4 @@ def run_stages(pool, reference, *, stages: int = 3, steps_per_stage: int = 100, 
     return out
 
 
-__all__ = ["MATES", "OracleProbe", "fit_head", "head_predict", "run_stages"]
+__all__ = ["MATES", "OracleProbe", "fit_head", "head_predict", "run_stages", "warm_adam_moments"]

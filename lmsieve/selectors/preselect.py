@@ -23,9 +23,16 @@ Data That Predicts Is the Data That Teaches", arXiv:2503.00808; reference hkust-
    :func:`char_threshold` to get the score threshold (documents at or above it hold just over
    the fraction, as the reference's threshold estimated from its output).
 
-Models: ``models=[PATH, ...]`` (lmsieve proxies or local safetensors HF causal LMs) with
-``model_scores`` (benchmark-like, higher is better); or, by default, N = 3 of lmsieve's own
-proxies whose quality differs *in kind*, not only in size. Proxies of one kind trained on the same
+Models: ``models=[NAME_OR_DIR, ...]`` (fetched models such as ``smollm2-135m``, local safetensors HF
+causal LMs, lmsieve proxies) with ``model_scores`` (benchmark-like, higher is better), or without
+them, scored like the own proxies below (minus nats per UTF-8 byte on the target, comparable across
+tokenizers); ``models`` and ``proxies`` form one family of >= 3 (e.g. ``models=["smollm2-135m"]``
+with the three default proxies: with fewer than 3 models the default proxies join them). By default, N = 3 of lmsieve's own proxies whose quality differs *in
+kind*, not only in size.
+
+Per-document losses use the reference's sliding window, 1,900 tokens with stride 512
+(``window``/``stride``), capped by each model's context (a proxy with a 256-token context scores
+with window 256 and stride min(512, window // 2) = 128); the strided scheme scores every token once. Proxies of one kind trained on the same
 data with different sizes/steps agree on almost every document's loss order (on 1,000 shared-pool
 documents the labels came out 998 perfect / 2 not), so nothing can be learnt from them. Instead
 (``proxies``: one dict per model, ``model``/``train``/``tokenizer`` configs and a ``mixture``):
@@ -38,8 +45,8 @@ documents the labels came out 998 perfect / 2 not), so nothing can be learnt fro
   from the target-like part (defaults 0, 0.5, 1) and the rest from the others (a half split
   was too coarse: on the shared pool its "unlike" half held most Go code, and a byte-level proxy
   trained on it beat the others on Python targets);
-* a proxy's score is minus its mean token loss on the user's target set (higher is better), so
-  the ordering is measured, not assumed. A proxy without ``mixture`` trains on the whole
+* a proxy's score is minus its loss on the user's target set in nats per UTF-8 byte (higher is
+  better), so the ordering is measured, not assumed. A proxy without ``mixture`` trains on the whole
   training part (the old behaviour; pass ``proxy_share=1`` to train and label on everything).
 
 Degenerate labels are an error, not a silent fallback: when fewer than ``min_per_class``
@@ -143,40 +150,58 @@ class PreSelect(FittedDirMixin, Selector):
     name = "preselect"
     default_ranking = "topk"
     needs_pool_sample = True
-    execution_params = ("device", "batch_tokens")
+    execution_params = ("device", "dtype", "batch_tokens")
     fitted_attributes = ("model_scores_", "classifier_")
 
     def __init__(self, models: list[str] | None = None, model_scores: list[float] | None = None,
-                 proxies: list[dict] | None = None, window: int | None = None, stride: int | None = None,
+                 proxies: list[dict] | None = None, window: int = 1900, stride: int = 512,
                  epoch: int = 3, lr: float = 0.1, word_ngrams: int = 2, dim: int = 100, bucket: int = 2_000_000,
                  min_count: int = 1, proxy_share: float = 0.5, like_fraction: float = 0.25, min_per_class: int = 5,
                  seed: int = 0,
-                 fitted: str | None = None, device: str = "cpu", batch_tokens: int = 8192):
-        if models is not None:
-            if len(models) < 3:
-                raise ConfigError("PreSelect needs at least 3 models")
-            if model_scores is None or len(model_scores) != len(models):
-                raise ConfigError("models need one model_scores entry each (benchmark-like, higher is better)")
-        if proxies is not None and len(proxies) < 3:
-            raise ConfigError("PreSelect needs at least 3 proxies")
+                 fitted: str | None = None, device: str = "auto", dtype: str = "auto", batch_tokens: int = 8192):
+        models = None if models is None else [str(m) for m in ([models] if isinstance(models, str) else models)]
+        n_family = len(models or []) + (len(proxies) if proxies is not None else
+                                        (0 if len(models or []) >= 3 else len(DEFAULT_PROXIES)))
+        if n_family < 3:
+            raise ConfigError(f"PreSelect needs a family of at least 3 models (models + proxies), got {n_family}")
+        if model_scores is not None and (models is None or len(model_scores) != len(models) or len(models) < 3
+                                         or proxies is not None):
+            raise ConfigError("model_scores: one benchmark-like score per entry of models (higher is better), and "
+                              "only without proxies (proxies are scored on the target)")
+        if int(window) < 1 or not 1 <= int(stride):
+            raise ConfigError(f"window and stride must be >= 1, got {window}, {stride}")
         if not (0 < proxy_share <= 1 and 0 < like_fraction <= 0.5):
             raise ConfigError(f"proxy_share must be in (0, 1] and like_fraction in (0, 0.5], got {proxy_share}, "
                               f"{like_fraction}")
         super().__init__(models=models, model_scores=model_scores, proxies=proxies, window=window, stride=stride,
                          epoch=epoch, lr=lr, word_ngrams=word_ngrams, dim=dim, bucket=bucket, min_count=min_count,
                          proxy_share=proxy_share, like_fraction=like_fraction, min_per_class=int(min_per_class), seed=seed, fitted=fitted,
-                         device=device, batch_tokens=batch_tokens)
+                         device=device, dtype=dtype, batch_tokens=batch_tokens)
         self._init_fitted(fitted)
 
     # -- fitting --------------------------------------------------------------------------------
-    def model_losses(self, lms, texts) -> np.ndarray:
-        """(documents, models) total NLL in nats (== bits per character up to a per-document factor)."""
+    def window_of(self, lm) -> tuple[int, int]:
+        """(window, stride) for ``lm``: the reference's 1900/512, capped by the model context."""
+        p = self._params
+        window = min(int(p["window"]), lm.context)
+        if window < int(p["window"]):  # clipped by the context: keep half a window of context per new token
+            return window, min(int(p["stride"]), max(1, window // 2))
+        return window, min(int(p["stride"]), window)
+
+    def _losses(self, lm, texts):
         from lmsieve.features.proxy_lm import document_losses
 
-        p = self._params
-        cols = [document_losses(lm, texts, window=min(p["window"] or lm.context, lm.context), stride=p["stride"],
-                                batch_tokens=p["batch_tokens"]).total_nll for lm in lms]
-        return np.stack(cols, axis=1)
+        window, stride = self.window_of(lm)
+        return document_losses(lm, texts, window=window, stride=stride, batch_tokens=self._params["batch_tokens"])
+
+    def model_losses(self, lms, texts) -> np.ndarray:
+        """(documents, models) total NLL in nats (== bits per character up to a per-document factor)."""
+        return np.stack([self._losses(lm, texts).total_nll for lm in lms], axis=1)
+
+    def target_score(self, lm, target_texts) -> float:
+        """Minus the loss on the target in nats per UTF-8 byte (comparable across tokenizers)."""
+        r = self._losses(lm, target_texts)
+        return -float(r.total_nll.sum() / max(1, r.n_bytes.sum()))
 
     def fit(self, target, pool_sample=None) -> "PreSelect":
         if self._load_fitted():
@@ -189,18 +214,27 @@ class PreSelect(FittedDirMixin, Selector):
         texts = texts_of(pool_sample)
         ids = pool_sample.column("id").to_pylist() if "id" in getattr(pool_sample, "column_names", []) \
             else [str(i) for i in range(len(texts))]
-        if p["models"] is not None:
-            lms = [load_proxy(m, device=p["device"]) for m in p["models"]]
-            scores = [float(x) for x in p["model_scores"]]
+        lms = [load_proxy(m, device=p["device"], dtype=p["dtype"]) for m in (p["models"] or [])]
+        if len(lms) >= 3 and p["proxies"] is None:
             label = np.arange(len(texts))
+            if p["model_scores"] is not None:
+                scores = [float(x) for x in p["model_scores"]]
+            else:
+                tgt = texts_of(target)
+                if not tgt:
+                    raise InputError("PreSelect scores its models on the target set: it is empty", "target")
+                scores = [self.target_score(lm, tgt) for lm in lms]
         else:
-            lms, scores, label = self.train_proxies(target, texts, ids)
+            own, own_scores, label = self.train_proxies(target, texts, ids)
+            tgt = texts_of(target)
+            scores = [self.target_score(lm, tgt) for lm in lms] + own_scores
+            lms = lms + own
         return self.fit_from_losses([texts[i] for i in label], self.model_losses(lms, [texts[i] for i in label]),
                                     scores, [ids[i] for i in label])
 
     def train_proxies(self, target, texts: list[str], ids: list[str]) -> tuple[list, list[float], np.ndarray]:
-        """(proxies, their scores = minus mean token loss on the target, indices of the documents to label)."""
-        from lmsieve.features.proxy_lm import document_losses, train_proxy
+        """(proxies, their scores = minus nats per byte on the target, indices of the documents to label)."""
+        from lmsieve.features.proxy_lm import train_proxy
 
         p = self._params
         tgt = texts_of(target)
@@ -212,7 +246,7 @@ class PreSelect(FittedDirMixin, Selector):
         label = np.flatnonzero(u >= share) if share < 1 else np.arange(len(texts))
         if len(train) < 2 or len(label) < 2:
             raise InputError(f"PreSelect: a calibration sample of {len(texts)} documents is too small", "pool_sample")
-        cfgs = list(p["proxies"] or DEFAULT_PROXIES)
+        cfgs = list(p["proxies"] if p["proxies"] is not None else DEFAULT_PROXIES)
         train_texts = [texts[i] for i in train]
         mixtures = [c["mixture"] for c in cfgs if c.get("mixture") is not None]
         parts = iter(mixture_splits(target_affinity(target, train_texts), stable_hash64(p["seed"] + 2, [ids[i] for i in train]),
@@ -222,9 +256,8 @@ class PreSelect(FittedDirMixin, Selector):
             docs = [train_texts[i] for i in next(parts)] if c.get("mixture") is not None else train_texts
             lm = train_proxy(docs, c.get("model"), {"seed": p["seed"], **c.get("train", {})},
                              c.get("tokenizer", {"kind": "byte"}), device=p["device"])
-            r = document_losses(lm, tgt, batch_tokens=p["batch_tokens"])
             lms.append(lm)
-            scores.append(-float(r.total_nll.sum() / max(1, r.n_tokens.sum())))
+            scores.append(self.target_score(lm, tgt))
         return lms, scores, label
 
     def fit_from_losses(self, texts: list[str], losses: np.ndarray, model_scores, ids=None) -> "PreSelect":

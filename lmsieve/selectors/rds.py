@@ -1,9 +1,12 @@
 """RDS+: representation-based data selection (Ivison et al. 2025, arXiv:2503.01807).
 
-Representation (``lmsieve.features.proxy_lm.pooling``): the last layer of a causal LM (a proxy
-checkpoint or a local HF model, ``model``), position-weighted mean over the valid tokens only
-(padding masked, positions counted over valid tokens), L2-normalised; similarity = dot product
-with the target (query) examples. Instruction rows are formatted with ``chat_template`` first.
+Representation (``lmsieve.features.proxy_lm.pooling``): the last layer of a causal LM (``model``:
+a fetched model name such as ``smollm2-135m``, a local Hugging Face directory or an lmsieve proxy;
+default SmolLM2-135M once ``lmsieve models fetch smollm2-135m`` has run), position-weighted mean
+over the valid tokens only (padding masked, positions counted over valid tokens), L2-normalised;
+similarity = dot product with the target (query) examples. Documents are right-truncated to
+``max_tokens`` = 2,048 tokens as in the paper (or the model's context if shorter). Instruction
+rows are formatted with ``chat_template`` first.
 
 Two single-task selections, as the reference repository has two:
 
@@ -39,8 +42,29 @@ from lmsieve.features.knn import merge_topk
 from lmsieve.schemas.errors import ConfigError, InputError
 from lmsieve.selectors.base import Selector, register
 from lmsieve.selectors.chat_template import TEMPLATE_COLUMNS, template_texts
+from lmsieve.selectors.fitted_dir import FittedDirMixin
 
 EMBED_BLOCK = 1024
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def default_model_ref(method: str) -> str:
+    """``smollm2-135m`` when it is in the model cache, else one line saying how to fetch it."""
+    try:
+        from lmsieve.models import fetched_dir
+    except ImportError:  # pragma: no cover - lmsieve.models ships with lmsieve
+        fetched_dir = None
+    if fetched_dir is not None and fetched_dir(DEFAULT_MODEL) is not None:
+        return DEFAULT_MODEL
+    raise ConfigError(f"{method} needs a language model: run `lmsieve models fetch {DEFAULT_MODEL}` once "
+                      "(or pass model=<fetched name or local model directory>)")
+
+
+def load_lm(ref: str, device: str = "auto", **kw):
+    """A fetched model name or a local model directory -> a loaded causal LM."""
+    from lmsieve.features.proxy_lm import load_proxy
+
+    return load_proxy(ref, device=device, **kw)
 
 
 def round_robin_order(cands: list[np.ndarray], limit: int | None = None) -> np.ndarray:
@@ -107,7 +131,7 @@ def positions_to_scores(pos: np.ndarray, n_order: int, fallback: np.ndarray) -> 
 
 
 @register
-class RDS(Selector):
+class RDS(FittedDirMixin, Selector):
     """RDS+ with the global max-over-queries ranking (``get_top_optimized``)."""
 
     name = "rds"
@@ -117,37 +141,48 @@ class RDS(Selector):
     round_robin = False
 
     def __init__(self, model: str | None = None, pooling: str = "weighted", layer: int = -1,
-                 max_tokens: int | None = None, per_query_k: int = 1024, device: str = "cpu",
-                 batch_tokens: int = 8192):
-        if model is None:
-            raise ConfigError(f"{self.name}: give model=<proxy checkpoint or local HF causal LM directory>")
+                 max_tokens: int | None = 2048, per_query_k: int = 1024, device: str = "auto",
+                 batch_tokens: int = 8192, fitted: str | None = None):
+        if model is None and fitted is None:
+            model = default_model_ref(self.name)
         if pooling not in ("weighted", "mean", "last"):
             raise ConfigError(f"pooling: expected weighted, mean or last, got {pooling!r}")
-        super().__init__(model=str(model), pooling=pooling, layer=int(layer), max_tokens=max_tokens,
-                         per_query_k=int(per_query_k), device=device, batch_tokens=int(batch_tokens))
+        super().__init__(model=None if model is None else str(model), pooling=pooling, layer=int(layer),
+                         max_tokens=max_tokens, per_query_k=int(per_query_k), device=device,
+                         batch_tokens=int(batch_tokens), fitted=fitted)
+        self._init_fitted(fitted)
+
+    def __getstate__(self):
+        """Pickled (Beam workers) without the loaded models: they reload lazily from ``model``."""
+        st = dict(super().__getstate__())
+        for a in ("_lm",):
+            st.pop(a, None)
+        return st
 
     # -- representation -------------------------------------------------------------------------
     def lm(self):
         if getattr(self, "_lm", None) is None:
-            from lmsieve.features.proxy_lm import load_proxy
-
-            self._lm = load_proxy(self._params["model"], device=self._params["device"])
+            self._lm = load_lm(self._params["model"], device=self._params["device"])
         return self._lm
 
     def fingerprint_params(self) -> dict:
-        """Parameters plus the model's content hash, so stored scores go stale with the model."""
+        """Parameters (or the fitted files' hash) plus the model's content hash, so stored scores go
+        stale with the model."""
         return {**super().fingerprint_params(), "model_hash": self.lm().model_hash()}
 
     def embed(self, batch) -> np.ndarray:
         """float32 (n, d) pooled, L2-normalised last-layer states of a batch (templated)."""
         from lmsieve.features.proxy_lm import pooled_states
 
-        p = self._params
-        return pooled_states(self.lm(), template_texts(batch), mode=p["pooling"], layer=p["layer"],
-                             max_tokens=p["max_tokens"], batch_tokens=p["batch_tokens"])
+        p, lm = self._params, self.lm()
+        max_tokens = min(int(p["max_tokens"]), lm.context) if p["max_tokens"] else None
+        return pooled_states(lm, template_texts(batch), mode=p["pooling"], layer=p["layer"],
+                             max_tokens=max_tokens, batch_tokens=p["batch_tokens"])
 
     # -- fitting --------------------------------------------------------------------------------
     def fit(self, target, pool_sample=None) -> "RDS":
+        if self._load_fitted():  # fitted=DIR: the saved queries (the target is not re-embedded)
+            return self
         tasks = list(target.values()) if isinstance(target, dict) else \
             list(target) if isinstance(target, (list, tuple)) else [target]
         embs = [self.embed(t) for t in tasks]
@@ -221,6 +256,12 @@ class RDS(Selector):
     def _set_state(self, state: dict, arrays: dict) -> None:
         self.task_sizes_ = [int(x) for x in state["task_sizes_"]]
         self.queries_ = arrays["queries_"].astype(np.float32)
+
+    def _save_files(self, path) -> None:  # the model is referenced by ``model``, not copied
+        pass
+
+    def _load_files(self, path) -> None:
+        pass
 
 
 def _as_table(batch):

@@ -1,6 +1,6 @@
-"""Proxy language models: a small GPT trained on the user's data, or any local HF causal LM.
+"""Causal LMs on transformers: small Llama proxies trained on the user's data, or any local HF causal LM.
 
-    lm = train_proxy(texts, model={"n_layer": 4}, train={"steps": 600})   # or load_proxy(dir)
+    lm = train_proxy(texts, model={"n_layer": 4}, train={"steps": 600})   # or load_proxy(dir_or_fetched_name)
     save_proxy(lm, "proxy/")
     document_losses(lm, batch).bpc          # per-document NLL / mean CE / bits per character
     chunk_losses(lm, batch, chunk_len=512)  # CoLoR-Filter chunks
@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "checkpoint": ["HFCausalLM", "LoadedLM", "ProxyLM", "load_proxy", "save_proxy"],
+    "checkpoint": ["HFCausalLM", "LoadedLM", "ProxyLM", "build_model", "load_proxy", "resolve_model", "save_proxy"],
     "config": ["ModelConfig", "TokenizerConfig", "TrainConfig"],
     "losses": ["LossResult", "ProxyChunkLoss", "ProxyLoss", "chunk_losses", "document_losses"],
     "pooling": ["PooledStates", "pool_hidden", "pooled_states"],
-    "train": ["finetune", "load_optimizer", "lr_at", "make_optimizer", "save_optimizer", "train_proxy"],
+    "tokenizer": ["LMTokenizer", "train_tokenizer"],
+    "train": ["finetune", "lm_loss", "load_optimizer", "lr_at", "make_optimizer", "save_optimizer", "train_proxy"],
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

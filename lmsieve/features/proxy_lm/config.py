@@ -1,12 +1,12 @@
 """Configuration of a proxy language model: architecture, training, tokenizer.
 
-The defaults are the **default proxy**: a 4-layer, 128-wide pre-LN GPT with rotary positions, a
-512-token context (a CoLoR-Filter chunk fits in one window) and a 4,096-token byte-level BPE
-trained on the training documents (about 2.7 characters per token on the shared pool): 1.3M
-parameters, trained for 600 AdamW steps of 8 x 512 tokens (2.5M tokens). That takes about
-10-15 minutes on 2 CPU cores (see ``benchmarks/bench_features.py``); widen it (``d_model`` 256
-gives 4.2M parameters, about 2.5x the time per token) where there are more cores or a GPU.
-Every field is plain JSON, saved next to the weights.
+A proxy is a Hugging Face ``LlamaForCausalLM`` (:meth:`ModelConfig.to_hf`: RMSNorm, rotary
+positions, SwiGLU MLP, tied embeddings, no biases). The defaults are the **default proxy**: 4
+layers, 128 wide, a 512-token context (a CoLoR-Filter chunk fits in one window) and a 4,096-token
+byte-level BPE trained on the training documents (about 2.7 characters per token on the shared
+pool): about 1.3M parameters, trained for 600 AdamW steps of 8 x 512 tokens (2.5M tokens); widen
+it where there are more cores or a GPU. Every field is plain JSON, saved in ``lmsieve.json`` next to
+the model's own ``config.json``.
 """
 from __future__ import annotations
 
@@ -36,15 +36,26 @@ class ModelConfig:
     n_layer: int = 4
     d_model: int = 128
     n_head: int = 4
-    d_ff: int = 0  # 0 -> 4 * d_model
+    d_ff: int = 0  # 0 -> 8/3 * d_model rounded up to a multiple of 32 (SwiGLU: the cost of a 4x GELU MLP)
     context: int = 512
-    positions: str = "rotary"  # "rotary" or "learned"
+    positions: str = "rotary"  # kept for old configs; Llama has rotary positions only
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
 
     @property
     def ff(self) -> int:
-        return self.d_ff or 4 * self.d_model
+        return self.d_ff or -(-8 * self.d_model // 3 // 32) * 32
+
+    def to_hf(self, bos_id: int | None = None, eos_id: int | None = None, pad_id: int | None = None):
+        """The ``transformers.LlamaConfig`` of this architecture."""
+        from transformers import LlamaConfig
+
+        return LlamaConfig(vocab_size=self.vocab_size, hidden_size=self.d_model, intermediate_size=self.ff,
+                           num_hidden_layers=self.n_layer, num_attention_heads=self.n_head,
+                           num_key_value_heads=self.n_head, max_position_embeddings=self.context,
+                           rms_norm_eps=self.norm_eps, tie_word_embeddings=True, use_cache=False,
+                           rope_parameters={"rope_type": "default", "rope_theta": float(self.rope_base)},
+                           bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id)
 
     def validate(self) -> None:
         for k in ("vocab_size", "n_layer", "d_model", "n_head", "context"):
@@ -52,9 +63,9 @@ class ModelConfig:
                 raise ConfigError(f"model.{k} must be >= 1")
         if self.d_model % self.n_head:
             raise ConfigError(f"model.d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
-        if self.positions not in ("rotary", "learned"):
-            raise ConfigError(f"model.positions: expected 'rotary' or 'learned', got {self.positions!r}")
-        if self.positions == "rotary" and (self.d_model // self.n_head) % 2:
+        if self.positions != "rotary":
+            raise ConfigError(f"model.positions: proxies are Llama models with rotary positions, got {self.positions!r}")
+        if (self.d_model // self.n_head) % 2:
             raise ConfigError("model: rotary positions need an even head dimension")
 
     def to_dict(self) -> dict:
@@ -100,7 +111,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    kind: str = "bpe"  # "bpe" (trained on the training documents) or "byte" (no training)
+    kind: str = "bpe"  # "bpe" (trained on the training documents) or "byte" (a BPE with no merges: UTF-8 bytes)
     vocab_size: int = 4096  # BPE only, special tokens included
     sample_docs: int = 20000  # BPE is trained on at most this many training documents
     specials: tuple = field(default=("<bos>", "<eos>", "<pad>"))

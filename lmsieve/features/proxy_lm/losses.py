@@ -13,9 +13,14 @@ one shorter), scores each chunk on its own as ``[<bos>] + chunk``, and returns t
 chunk: ``ceil(tokens / chunk_len)`` numbers per document.
 
 Windows from all documents of a batch are sorted by length and packed into right-padded
-micro-batches of about ``batch_tokens`` tokens; padding is masked out of the loss and, the model
-being causal, never changes a real token's prediction. Sums run in float64.
-BPC = total NLL / (characters * ln 2); a document without tokens gets NaN mean CE and BPC.
+micro-batches of at most ``batch_tokens`` tokens (one window alone when it is longer) with an
+attention mask; padding is masked out of the loss and, the model being causal, never changes a real
+token's prediction. Sums run in float64. Batched and unbatched (``batch_tokens=1``) scores agree to
+float32 rounding, not bit for bit (matmul shapes differ): measured below 1e-5 nats per token on
+CPU in float32 (``tests/test_model_stack.py`` asserts 1e-4); in bf16 on a GPU expect ~1e-2.
+BPC = total NLL / (characters * ln 2) and nats per byte = total NLL / UTF-8 bytes
+(:attr:`LossResult.nats_per_byte`, comparable across tokenizers); a document without tokens gets
+NaN mean CE and BPC.
 """
 from __future__ import annotations
 
@@ -39,6 +44,12 @@ class LossResult:
     total_nll: np.ndarray  # float64 nats per document
     n_tokens: np.ndarray  # int64 scored tokens
     n_chars: np.ndarray  # int64 characters (code points)
+    n_bytes: np.ndarray | None = None  # int64 UTF-8 bytes
+
+    @property
+    def nats_per_byte(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.n_bytes > 0, self.total_nll / np.maximum(self.n_bytes, 1), np.nan)
 
     @property
     def mean_ce(self) -> np.ndarray:
@@ -73,6 +84,19 @@ def plan_windows(n: int, window: int, stride: int) -> list[tuple[int, int, int]]
     return out
 
 
+def _nll(lm, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) float32 NLL of ``x[:, 1:]``; any object with ``run`` (e.g. a count-based stand-in) works."""
+    if hasattr(lm, "token_nll"):
+        return lm.token_nll(x, mask)
+    logits, _ = lm.run(x[:, :-1], mask)
+    b, t, v = logits.shape  # (B*T, V) rows: 4x faster than a transposed (B, V, T) view on CPU
+    return F.cross_entropy(logits.float().reshape(b * t, v), x[:, 1:].reshape(-1), reduction="none").view(b, t)
+
+
+def total_bytes(arr: pa.Array) -> np.ndarray:
+    return pc.binary_length(pc.cast(arr, pa.binary())).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def score_sequences(lm: LoadedLM, seqs: list[np.ndarray], window: int, stride: int,
                     batch_tokens: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """(total NLL float64, scored-token count) of each id sequence, windows batched by length."""
@@ -97,9 +121,7 @@ def score_sequences(lm: LoadedLM, seqs: list[np.ndarray], window: int, stride: i
         x = torch.from_numpy(ids).to(lm.device)
         mask = torch.from_numpy(np.arange(width)[None, :] < np.array([g[2] for g in group])[:, None])
         with torch.inference_mode():
-            logits, _ = lm.run(x[:, :-1], mask.to(lm.device))
-            b, t, v = logits.shape  # (B*T, V) rows: 4x faster than a transposed (B, V, T) view on CPU
-            nll = F.cross_entropy(logits.float().reshape(b * t, v), x[:, 1:].reshape(-1), reduction="none").view(b, t)
+            nll = _nll(lm, x, mask.to(lm.device))
         sums = (nll.double().cpu().numpy() * weight).sum(axis=1)
         idx = np.array([g[0] for g in group])
         np.add.at(totals, idx, sums)
@@ -116,7 +138,7 @@ def document_losses(lm: LoadedLM, batch, *, window: int | None = None, stride: i
     seqs = [with_bos(lm, t) for t in lm.tokenizer.encode_batch(arr)]
     totals, counts = score_sequences(lm, seqs, window, stride, batch_tokens)
     chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
-    return LossResult(totals, counts, chars)
+    return LossResult(totals, counts, chars, total_bytes(arr))
 
 
 def chunk_losses(lm: LoadedLM, batch, *, chunk_len: int = 512, window: int | None = None,

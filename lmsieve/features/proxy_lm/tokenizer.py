@@ -1,121 +1,93 @@
-"""Tokenizers that need no download: raw UTF-8 bytes, or a byte-level BPE trained on the data.
+"""Tokenizers: a byte-level BPE trained with ``tokenizers`` for proxies trained from scratch, or a model's own.
 
-Both reserve ``<bos>``, ``<eos>`` and ``<pad>``. Every scored sequence starts with ``<bos>`` so
-the first token of a document is predicted too (bits per character then cover every byte).
-Documents are never split into tokens that depend on their neighbours: each document is
-encoded on its own.
+Every language model lmsieve runs carries a Hugging Face tokenizer saved in its directory
+(``tokenizer.json`` + ``tokenizer_config.json``), read back with ``AutoTokenizer`` (local files
+only, no remote code). :class:`LMTokenizer` puts one interface in front of it: ``encode_batch``
+(each document on its own, without special tokens, through the fast backend), ``bos_id`` (the
+model's ``bos_token_id``, else its ``eos_token_id``: every scored sequence starts with it, so a
+document's first token is predicted too; with neither, the first token is context only),
+``pad_id`` and ``vocab_size``.
 
-* ``byte``: ids 0-255 are the UTF-8 bytes, 256/257/258 are bos/eos/pad; encoding is a view of
-  the Arrow string buffer (no Python per character).
-* ``bpe``: a ``tokenizers`` BPE over GPT-2-style byte-level pre-tokens (so no input is ever out
-  of vocabulary), trained with ``BpeTrainer`` on the training documents; deterministic for the same
-  documents in the same order. Saved as the library's own ``tokenizer.json`` (plain JSON).
-* :class:`HFTokenizer` adapts the tokenizer of a Hugging Face causal LM (``bos_token_id``, else
-  ``eos_token_id``, serves as the sequence start; with neither, a sequence's first token is
-  context only).
+Proxies trained from scratch (:func:`train_tokenizer`):
+
+* ``bpe``: a ``tokenizers`` BPE over GPT-2-style byte-level pre-tokens (no input is ever out of
+  vocabulary), trained with ``BpeTrainer`` on the first ``sample_docs`` training documents;
+  deterministic for the same documents in the same order;
+* ``byte``: the same byte-level model with no merges (vocabulary: ``<bos>``, ``<eos>``, ``<pad>``
+  and the 256 bytes), so one token is one UTF-8 byte, for losses comparable across runs.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from lmsieve.features.proxy_lm.config import TokenizerConfig
 from lmsieve.schemas.document import text_array
+from lmsieve.schemas.errors import ConfigError
 
 
-class ByteTokenizer:
-    kind = "byte"
-    vocab_size = 259
-    bos_id, eos_id, pad_id = 256, 257, 258
+class LMTokenizer:
+    """A Hugging Face tokenizer behind the interface losses, pooling and training use."""
 
-    def encode_batch(self, batch) -> list[np.ndarray]:
-        arr = text_array(batch)
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1]
-        data = arr.buffers()[2]
-        data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-        ids = data.astype(np.int32)
-        return [ids[offsets[i]:offsets[i + 1]] for i in range(len(arr))]
-
-    def decode(self, ids) -> str:
-        return bytes(int(i) for i in ids if i < 256).decode("utf-8", errors="replace")
-
-    def to_json(self) -> str:
-        return json.dumps({"lmsieve_tokenizer": "byte", "version": 1})
-
-
-class BPETokenizer:
-    kind = "bpe"
-
-    def __init__(self, tok):
-        self.tok = tok
-        self.vocab_size = tok.get_vocab_size()
-        self.bos_id, self.eos_id, self.pad_id = (tok.token_to_id(s) for s in ("<bos>", "<eos>", "<pad>"))
-        if None in (self.bos_id, self.eos_id, self.pad_id):
-            raise ValueError("BPE tokenizer lacks <bos>/<eos>/<pad>")
+    def __init__(self, hf, kind: str = "hf"):
+        self.hf, self.kind = hf, kind
+        self.backend = getattr(hf, "backend_tokenizer", None) if getattr(hf, "is_fast", False) else None
+        self.vocab_size = len(hf)
+        self.eos_id = hf.eos_token_id
+        self.bos_id = hf.bos_token_id if hf.bos_token_id is not None else hf.eos_token_id
+        pad = hf.pad_token_id if hf.pad_token_id is not None else self.eos_id
+        self.pad_id = int(pad) if pad is not None else 0
 
     @classmethod
-    def train(cls, texts, cfg: TokenizerConfig) -> "BPETokenizer":
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, special_tokens=list(cfg.specials), min_frequency=2,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-        tok.train_from_iterator(texts, trainer)
-        return cls(tok)
-
-    def encode_batch(self, batch) -> list[np.ndarray]:
-        texts = text_array(batch).to_pylist()
-        return [np.asarray(e.ids, dtype=np.int32) for e in self.tok.encode_batch_fast(texts, add_special_tokens=False)]
-
-    def decode(self, ids) -> str:
-        return self.tok.decode([int(i) for i in ids])
-
-    def to_json(self) -> str:
-        return self.tok.to_str()
-
-
-class HFTokenizer:
-    """The tokenizer of a local Hugging Face model directory, behind the same interface."""
-
-    kind = "hf"
-
-    def __init__(self, path: str | Path):
+    def from_dir(cls, path: str | Path, kind: str = "hf") -> "LMTokenizer":
         from transformers import AutoTokenizer
 
-        self.tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
-        self.vocab_size = len(self.tok)
-        self.bos_id = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
-        self.eos_id = self.tok.eos_token_id
-        self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        try:
+            hf = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"model {str(path)!r}: cannot load its tokenizer ({str(exc).splitlines()[0]})") from None
+        return cls(hf, kind)
+
+    @classmethod
+    def from_tokenizers(cls, tok, cfg: TokenizerConfig) -> "LMTokenizer":
+        from transformers import PreTrainedTokenizerFast
+
+        bos, eos, pad = cfg.specials[:3]
+        hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad)
+        return cls(hf, cfg.kind)
 
     def encode_batch(self, batch) -> list[np.ndarray]:
         texts = text_array(batch).to_pylist()
-        out = self.tok(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        texts = ["" if t is None else t for t in texts]
+        if self.backend is not None:
+            enc = self.backend.encode_batch_fast(texts, add_special_tokens=False)
+            return [np.asarray(e.ids, dtype=np.int32) for e in enc]
+        out = self.hf(texts, add_special_tokens=False, verbose=False)["input_ids"]
         return [np.asarray(ids, dtype=np.int32) for ids in out]
 
     def decode(self, ids) -> str:
-        return self.tok.decode([int(i) for i in ids])
+        return self.hf.decode([int(i) for i in ids])
+
+    def save(self, out_dir: str | Path) -> None:
+        self.hf.save_pretrained(str(out_dir))
 
 
-def train_tokenizer(cfg: TokenizerConfig, texts: pa.Array | list[str]):
+def train_tokenizer(cfg: TokenizerConfig, texts) -> LMTokenizer:
     """The tokenizer ``cfg`` asks for; BPE is trained on the first ``cfg.sample_docs`` texts."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
     cfg.validate()
-    if cfg.kind == "byte":
-        return ByteTokenizer()
-    texts = text_array(texts)
-    return BPETokenizer.train(texts.slice(0, cfg.sample_docs).to_pylist(), cfg)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=cfg.kind == "bpe")
+    tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = cfg.vocab_size if cfg.kind == "bpe" else len(alphabet) + len(cfg.specials)
+    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=list(cfg.specials), min_frequency=2,
+                                  initial_alphabet=alphabet, show_progress=False)
+    sample = text_array(texts).slice(0, cfg.sample_docs).to_pylist() if cfg.kind == "bpe" else []
+    tok.train_from_iterator([t for t in sample if t], trainer)
+    return LMTokenizer.from_tokenizers(tok, cfg)
 
 
-def tokenizer_from_json(text: str):
-    """Load a tokenizer saved by :meth:`to_json` (plain JSON; nothing executable)."""
-    data = json.loads(text)
-    if data.get("lmsieve_tokenizer") == "byte":
-        return ByteTokenizer()
-    from tokenizers import Tokenizer
-
-    return BPETokenizer(Tokenizer.from_str(text))
+__all__ = ["LMTokenizer", "train_tokenizer"]

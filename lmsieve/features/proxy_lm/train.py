@@ -1,13 +1,15 @@
-"""Training proxy LMs: from scratch on a pool sample, and one-epoch fine-tunes on a target.
+"""Training causal LMs: proxies from scratch on a pool sample, and one-epoch fine-tunes of any model.
 
-* :func:`train_proxy`: tokenizer (BPE trained on the documents, or bytes), then ``steps`` AdamW
+* :func:`train_proxy`: tokenizer (BPE trained on the documents, or bytes), a randomly initialised
+  ``LlamaForCausalLM`` (:func:`~lmsieve.features.proxy_lm.checkpoint.build_model`), then ``steps`` AdamW
   steps on random ``context + 1``-token windows of the documents' token stream (each document
   starts with ``<bos>``); linear warmup then cosine decay to ``lr * min_lr_ratio``; gradient
   clipping. All randomness (initialisation and window offsets) comes from one
   ``torch.Generator`` seeded with ``train.seed``: the same data and config give the same weights.
-* :func:`finetune`: continue from a checkpoint over a target set for whole epochs (CoLoR-Filter's
-  conditional model: one epoch, optimizer reset by default); the target's token stream is cut
-  into consecutive windows, shuffled by the seed.
+* :func:`finetune`: continue any loaded model (a proxy or a local/fetched HF causal LM) over a
+  target set for whole epochs (CoLoR-Filter's conditional model: one epoch, optimizer reset by
+  default); the target's token stream is cut into consecutive ``window``-token windows, shuffled by
+  the seed. Weights train in float32 (bf16 autocast on CUDA).
 * :func:`save_optimizer` / :func:`load_optimizer`: AdamW state as safetensors + JSON, keyed by
   parameter name, so MATES-style probes can restore the exact moments and take one step.
 """
@@ -19,13 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from lmsieve.features.device import generator
-from lmsieve.features.proxy_lm.checkpoint import ProxyLM
+from lmsieve.features.device import generator, resolve_device
+from lmsieve.features.proxy_lm.checkpoint import FORMAT, LoadedLM, build_model
 from lmsieve.features.proxy_lm.config import ModelConfig, TokenizerConfig, TrainConfig
-from lmsieve.features.proxy_lm.model import GPT
 from lmsieve.features.proxy_lm.tokenizer import train_tokenizer
 from lmsieve.schemas.document import text_array
 from lmsieve.schemas.errors import ConfigError, InputError
@@ -34,10 +34,11 @@ FINETUNE = TrainConfig(lr=1e-3, warmup_steps=20, min_lr_ratio=0.1, weight_decay=
 
 
 def token_stream(tokenizer, texts) -> np.ndarray:
-    """All documents as one int32 stream, each preceded by ``<bos>``."""
+    """All documents as one int32 stream, each preceded by ``<bos>`` (when the tokenizer has one)."""
     parts = []
+    bos = [] if tokenizer.bos_id is None else [tokenizer.bos_id]
     for ids in tokenizer.encode_batch(texts):
-        parts.append(np.array([tokenizer.bos_id], np.int32))
+        parts.append(np.array(bos, np.int32))
         parts.append(ids)
     return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
@@ -68,14 +69,12 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
 
 
-def lm_loss(lm: ProxyLM, windows: torch.Tensor) -> torch.Tensor:
+def lm_loss(lm: LoadedLM, windows: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy of ``(B, T+1)`` windows (float32, on the LM's device)."""
-    ids = windows.to(lm.device)
-    logits, _ = lm.run(ids[:, :-1], None)
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+    return lm.token_nll(windows.to(lm.device)).mean()
 
 
-def _steps(lm: ProxyLM, batches, total: int, cfg: TrainConfig, opt, progress: bool, desc: str,
+def _steps(lm: LoadedLM, batches, total: int, cfg: TrainConfig, opt, progress: bool, desc: str,
            callback=None) -> list[float]:
     from lmsieve import progress as _progress
 
@@ -110,7 +109,7 @@ def _steps(lm: ProxyLM, batches, total: int, cfg: TrainConfig, opt, progress: bo
 
 def train_proxy(texts, model: ModelConfig | dict | None = None, train: TrainConfig | dict | None = None,
                 tokenizer: TokenizerConfig | dict | None = None, *, device="auto", progress: bool = False,
-                callback=None) -> ProxyLM:
+                callback=None) -> LoadedLM:
     """Train a proxy LM from scratch on ``texts`` (any batch ``text_array`` accepts).
 
     ``callback(step, lm)``, if given, runs after every optimizer step (``step`` from 1, model in
@@ -126,7 +125,9 @@ def train_proxy(texts, model: ModelConfig | dict | None = None, train: TrainConf
     if len(stream) < 2:
         raise InputError("training documents hold fewer than one token")
     g = generator(tcfg.seed)
-    lm = ProxyLM(GPT(mcfg, g), tok, kcfg, tcfg, device=device)
+    dev = resolve_device(device)
+    meta = {"format": FORMAT, "model": mcfg.to_dict(), "tokenizer": kcfg.to_dict(), "train": tcfg.to_dict()}
+    lm = LoadedLM(build_model(mcfg, tok, tcfg.seed).to(dev), tok, device=dev, context=mcfg.context, meta=meta)
     span = min(mcfg.context + 1, len(stream))
     offsets = torch.arange(span)
 
@@ -144,18 +145,21 @@ def train_proxy(texts, model: ModelConfig | dict | None = None, train: TrainConf
     return lm
 
 
-def finetune(lm: ProxyLM, texts, train: TrainConfig | dict | None = None, *, epochs: int = 1,
-             reset_optimizer: bool = True, progress: bool = False) -> ProxyLM:
-    """Continue training ``lm`` in place over ``texts`` for ``epochs`` epochs; returns ``lm``.
+def finetune(lm: LoadedLM, texts, train: TrainConfig | dict | None = None, *, epochs: int = 1,
+             reset_optimizer: bool = True, progress: bool = False, window: int | None = None) -> LoadedLM:
+    """Continue training ``lm`` (any loaded causal LM) in place over ``texts`` for ``epochs`` epochs.
 
-    ``reset_optimizer=False`` continues from ``lm.optimizer`` (load the checkpoint
-    ``with_optimizer=True``); the schedule restarts over the fine-tune's own steps either way.
+    ``window``: tokens per training sequence (default: the model context). ``reset_optimizer=False``
+    continues from ``lm.optimizer`` (load the checkpoint ``with_optimizer=True``); the schedule
+    restarts over the fine-tune's own steps either way. Returns ``lm``, now ``kind == "lmsieve"``.
     """
-    if not isinstance(lm, ProxyLM):
-        raise ConfigError("finetune needs an lmsieve proxy checkpoint")
+    if not isinstance(lm, LoadedLM):
+        raise ConfigError("finetune needs a loaded causal LM (load_proxy)")
+    if getattr(lm.model, "hf_device_map", None) and len(set(lm.model.hf_device_map.values())) > 1:
+        raise ConfigError("finetune: a model spread over several devices (device_map) is not trained here")
     cfg = train if isinstance(train, TrainConfig) else TrainConfig.from_dict({**FINETUNE.to_dict(), **(train or {})})
     stream = torch.from_numpy(token_stream(lm.tokenizer, text_array(texts)).astype(np.int64))
-    span = min(lm.context + 1, len(stream))
+    span = min(int(window or lm.context) + 1, lm.context + 1, len(stream))
     if span < 2:
         raise InputError("fine-tuning documents hold fewer than one token")
     starts_t = window_starts(len(stream), span)
@@ -168,9 +172,14 @@ def finetune(lm: ProxyLM, texts, train: TrainConfig | dict | None = None, *, epo
             for s in range(0, len(order), cfg.batch_size):
                 yield stream[order[s:s + cfg.batch_size, None] + torch.arange(span)]
 
+    if next(lm.model.parameters()).dtype != torch.float32:
+        lm.model.float()  # float32 master weights (an optimizer built before this would hold stale tensors)
+        reset_optimizer = True
     if reset_optimizer or lm.optimizer is None:
         lm.optimizer = make_optimizer(lm.model, cfg)
-    lm.train_cfg = cfg
+    if lm.kind != "lmsieve":
+        lm.base = str(lm.path) if lm.path is not None else lm.base
+    lm.kind, lm.train_cfg, lm.path = "lmsieve", cfg, None  # changed weights: no longer the files at lm.path
     lm.history = _steps(lm, batches(), per_epoch * epochs, cfg, lm.optimizer, progress, "finetune")
     return lm
 
