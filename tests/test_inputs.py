@@ -234,3 +234,17 @@ def test_beam_inputs_are_parquet_and_say_how_to_convert(tmp_path):
     with pytest.raises(InputError, match=r"Beam jobs and datatrove steps read Parquet: convert it first with "
                                          r"`lmsieve convert"):
         expand_inputs(str(tmp_path / "d.jsonl"))
+
+
+def test_convert_writes_parquet_with_the_readers_ids(docs, tmp_path):
+    rows = [{"body": r["text"], "domain": r["domain"]} for r in docs.slice(0, 50).to_pylist()]
+    write_jsonl(rows, tmp_path / "c.jsonl.gz", gzip.open)
+    r = subprocess.run([sys.executable, "-m", "lmsieve.cli.main", "convert", str(tmp_path / "c.jsonl.gz"),
+                        "--text-column", "body", "--out", str(tmp_path / "pq")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got, _ = load_docs(str(tmp_path / "pq"))
+    want, _ = load_docs(str(tmp_path / "c.jsonl.gz"), text_column="body")
+    assert got.column("id").to_pylist() == [f"c.jsonl.gz:{i}" for i in range(50)]
+    assert got.column("id").equals(want.column("id")) and got.column("text").equals(want.column("text"))
+    m = json.loads((tmp_path / "pq" / "manifest.json").read_text())
+    assert m["counts"]["written"] == 50 and m["inputs"]["input"][0]["sha256"]
