@@ -20,7 +20,7 @@ from lmsieve.io.inputs import Paths, load_docs
 from lmsieve.schemas.errors import InputError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "lmsieve" / "data" / "sample"
-N = 400  # documents: enough for DSIR's distribution, fast
+N = 250  # documents: enough for DSIR's distribution, fast
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_every_format_reads_the_same_table(docs, formats):
 def test_same_selection_and_scores_from_every_format(docs, target, formats):
     ref_scores = lmsieve.score(str(formats["parquet"]), method="dsir", target=target)
     ref = lmsieve.select(str(formats["parquet"]), method="dsir", target=target, keep=40, seed=3)
-    assert len(ref_scores) == N and ref.num_rows == 40
+    assert len(ref_scores) == N and ref.num_rows == 40 and np.isfinite(ref_scores).all()
     for name, path in formats.items():
         s = lmsieve.score(str(path), method="dsir", target=target)
         np.testing.assert_array_equal(s, ref_scores, err_msg=name)  # bit for bit
