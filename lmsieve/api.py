@@ -224,8 +224,12 @@ def fit_and_score(method: str, target, table: pa.Table, pool_sample=None, progre
         with _progress.step(f"fit and score ({sel.name})", items=table.num_rows), \
                 _progress.bar(total=table.num_rows, desc=f"featurizing and scoring ({sel.name})", unit="doc",
                               enabled=progress) as bar:
-            s, e = sel.fit_score(list(tgt.values()) if isinstance(tgt, dict) else tgt, table,
-                                 batch_rows=score_batch_rows(sel, table.num_rows), progress=bar.update)
+            import inspect
+
+            kw = {"progress": bar.update}
+            if "batch_rows" in inspect.signature(sel.fit_score).parameters:  # DSIR: finer batches, same bits
+                kw["batch_rows"] = score_batch_rows(sel, table.num_rows)
+            s, e = sel.fit_score(list(tgt.values()) if isinstance(tgt, dict) else tgt, table, **kw)
         return sel, s, e
     sel = fit_selector(sel, target, pool=pool_sample if pool_sample is not None else table)
     s, e = score_table(sel, table, progress=progress)

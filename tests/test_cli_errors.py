@@ -81,19 +81,46 @@ CASES = [
 ]
 
 
+def in_process(argv, capsys) -> tuple[int, str]:
+    """``lmsieve ARGV`` through ``main()`` (an exception escaping it would be a traceback)."""
+    from lmsieve.cli.main import main
+
+    capsys.readouterr()
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse usage errors
+        rc = exc.code
+    return rc, capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv,pattern", CASES, ids=[f"{c[0][0]}-{i}" for i, c in enumerate(CASES)])
-def test_bad_invocation_is_one_line_exit_2_and_leaves_nothing(work, argv, pattern):
+def test_bad_invocation_is_one_line_exit_2_and_leaves_nothing(work, argv, pattern, capsys, monkeypatch):
     import re
 
+    monkeypatch.chdir(work)
     before = snapshot(work)
-    r = lmsieve(*[a.format(d=work) for a in argv], cwd=work)
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.returncode == 2, (r.returncode, r.stderr)
-    assert "Traceback" not in r.stderr
-    assert len(lines) == 1, r.stderr
+    rc, err = in_process([a.format(d=work) for a in argv], capsys)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2, (rc, err)
+    assert "Traceback" not in err
+    assert len(lines) == 1, err
     assert re.search(pattern, lines[0]), lines[0]
     assert lines[0].startswith("lmsieve ")
     assert snapshot(work) == before  # no output dir, no .tmp, no log
+
+
+@pytest.mark.parametrize("i", [0, 4, 8])
+def test_bad_invocations_through_the_real_command(work, i):
+    """The same from a separate process: stderr is exactly one line, no traceback."""
+    import re
+
+    argv, pattern = CASES[i]
+    before = snapshot(work)
+    r = lmsieve(*[a.format(d=work) for a in argv], cwd=work)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(lines) == 1, r.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    assert snapshot(work) == before
 
 
 def test_keep_more_than_the_pool_says_so(tmp_path):
@@ -125,12 +152,14 @@ def test_select_threshold_keeps_every_eligible_document_at_or_above_it(tmp_path)
     """`--threshold` (documented in docs/datatrove.md) exists and keeps eligible & score >= T."""
     import numpy as np
 
-    r = lmsieve(*SCORE, "--out", tmp_path / "s.parquet", "--no-progress")
+    small = tmp_path / "small.parquet"
+    pq.write_table(pq.read_table(POOL).slice(0, 300), small)
+    r = lmsieve(*SCORE[:-1], small, "--out", tmp_path / "s.parquet", "--no-progress")
     assert r.returncode == 0, r.stderr
     sc = pq.read_table(tmp_path / "s.parquet")
     s, e = sc.column("score").to_numpy(), sc.column("eligible").to_numpy(zero_copy_only=False)
     t = float(np.median(s[e]))
-    r = lmsieve(*SEL, "--threshold", repr(t), "--out", tmp_path / "o", "--no-progress")
+    r = lmsieve(*SEL[:-1], small, "--threshold", repr(t), "--out", tmp_path / "o", "--no-progress")
     assert r.returncode == 0, r.stderr
     got = set(pa.concat_tables(pq.read_table(p) for p in (tmp_path / "o").glob("selected-*.parquet"))
               .column("id").to_pylist())

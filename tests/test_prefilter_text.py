@@ -24,7 +24,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "lmsieve" / "data" / "sample"
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     d = tmp_path_factory.mktemp("pf")
-    t = pq.read_table(SAMPLE / "pool.parquet").slice(0, 500)
+    t = pq.read_table(SAMPLE / "pool.parquet").slice(0, 250)
     pq.write_table(t, d / "pool.parquet")
     return d / "pool.parquet", t
 

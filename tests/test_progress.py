@@ -60,16 +60,16 @@ def test_dsir_fit_on_small_pool_updates_at_least_every_n_seconds(fake_clock):
 
 
 def test_scoring_loop_updates_at_least_50_times_on_a_short_pool():
-    pool = _pool(600)
-    target = pq.read_table(SAMPLE / "target_code_python.parquet")
+    pool = _pool(400)
+    target = pq.read_table(SAMPLE / "target_code_python.parquet").slice(0, 3)
     sel = make_selector("zipfit").fit(target)
     n_events = []
     with progress.hooks(lambda ev: n_events.append(ev.n)):
         s, e = score_table(sel, pool)
-    assert len(s) == 600
+    assert len(s) == 400
     steps = np.diff([0] + n_events)
     assert steps.max() <= 64  # documents between two updates
-    assert n_events[-1] == 600
+    assert n_events[-1] == 400 and len(n_events) >= 7
 
 
 def test_non_tty_logs_one_line_per_interval_with_eta(fake_clock, caplog):
