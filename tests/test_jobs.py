@@ -201,8 +201,17 @@ def test_dockerfile_layers_and_flex_template():
     stages = re.split(r"^FROM ", text, flags=re.M)[1:]
     by_name = {s.split("\n", 1)[0].split(" AS ")[-1].strip(): s for s in stages}
     assert {"base", "gpu-deps", "gpu", "cpu-deps", "cpu", "launcher"} <= set(by_name)
-    for name in ("gpu-deps", "cpu-deps"):  # dependency layers: no code copied
-        assert "requirements.lock" in by_name[name] and "COPY lmsieve" not in by_name[name]
+    for name in ("gpu-deps", "cpu-deps"):  # dependency layers: no package code copied
+        st = by_name[name]
+        assert "requirements.lock" in st
+        copied = re.findall(r"^COPY (.+?) /tmp/fetch/", st, flags=re.M)
+        # only the few modules `lmsieve models fetch` needs, after the dependency layers (the offline
+        # models are baked in; a code edit elsewhere rebuilds neither the dependencies nor the models)
+        assert copied and all(c.split()[0].startswith(("lmsieve/__init__.py", "lmsieve/schemas", "lmsieve/models"))
+                              for c in copied), copied
+        assert st.index("requirements.lock") < st.index("COPY lmsieve")
+        assert len(re.findall(r"^COPY lmsieve", st, flags=re.M)) == len(copied)
+        assert "fetch('smollm2-135m')" in st and "fetch('lid176')" in st
     for name in ("gpu", "cpu", "launcher"):
         s = by_name[name]
         assert s.index("COPY lmsieve") > s.find("FROM"), name

@@ -32,10 +32,20 @@ FRACTIONS = ("positive_fraction", "token_fraction", "like_fraction", "proxy_shar
 
 
 def signature_params(cls) -> dict[str, inspect.Parameter]:
-    """The constructor's keyword parameters (``self`` and ``**kw`` left out)."""
+    """The constructor's keyword parameters (``self`` and ``**kw`` left out); a method with window
+    mode (:mod:`lmsieve.selectors.windows`) also takes ``unit`` and the window settings."""
     sig = inspect.signature(cls.__init__)
-    return {n: p for n, p in sig.parameters.items()
-            if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    out = {n: p for n, p in sig.parameters.items()
+           if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    if getattr(cls, "windowable", False):
+        from lmsieve.selectors.windows import WINDOW_DEFAULTS
+
+        kw = inspect.Parameter.KEYWORD_ONLY
+        out["unit"] = inspect.Parameter("unit", kw, default="doc", annotation="str")
+        for k, v in WINDOW_DEFAULTS.items():
+            ann = "int | str" if k == "window" else None
+            out[k] = inspect.Parameter(k, kw, default=v, **({"annotation": ann} if ann else {}))
+    return out
 
 
 def _type_names(p: inspect.Parameter) -> set[str] | None:
