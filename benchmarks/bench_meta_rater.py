@@ -47,6 +47,7 @@ def experiment(runs: int, pool_docs: int, target: str, work: Path, *, proxy: dic
                eval_docs: int = 32, eval_chars: int = 512, device: str = "cpu") -> dict:
     import numpy as np
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from lmsieve.selectors.meta_rater import MetaRater
     from lmsieve.selectors.meta_rater_search import proxy_trainer, top_fraction_mask
@@ -60,8 +61,7 @@ def experiment(runs: int, pool_docs: int, target: str, work: Path, *, proxy: dic
     sel.fit(search, pool.select(["id", "text"]))
     fit_s = time.perf_counter() - t0
     sel.save(work / "fitted")
-    run_s = np.array([r["seconds"] for r in __import__("pyarrow.parquet").parquet.read_table(
-        work / "runs.parquet").to_pylist()])
+    run_s = np.array(pq.read_table(work / "runs.parquet").column("seconds").to_pylist())
     S = sel.scaled(pool)
     uniform = np.full(len(sel.names_), 1.0 / len(sel.names_)) * sel.signs_
     train = proxy_trainer(proxy, eval_docs=len(test), eval_chars=eval_chars)

@@ -81,6 +81,11 @@ def test_run_table_resume_skips_finished_runs(tmp_path):
     W2, L2, _ = run_proxies(X[:, :3], ["a", "b", "c"], pool, {}, counting, str(tmp_path / "r.parquet"), n_runs=6,
                             progress=False)
     assert len(calls) == 6 and np.allclose(W1, W2[:4]) and np.allclose(L1, L2[:4])
+    from lmsieve.schemas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="another Meta-rater configuration"):
+        run_proxies(X[:, :3], ["a", "b", "c"], pool, {}, counting, str(tmp_path / "r.parquet"), n_runs=6,
+                    progress=False, config="other")
 
 
 def test_user_columns_signs_classes_and_save(tmp_path):
@@ -101,7 +106,6 @@ def test_user_columns_signs_classes_and_save(tmp_path):
 
 def _tiny_models(root):
     """A tiny random Llama (HF dir with a word-level tokenizer) and a tiny fastText language id model."""
-    import fasttext
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -119,8 +123,13 @@ def _tiny_models(root):
     train = root / "lid.txt"
     train.write_text("".join(f"__label__en the cat is on the mat {i}\n__label__de der hund ist im haus {i}\n"
                              for i in range(50)))
-    ft = fasttext.train_supervised(str(train), epoch=5, verbose=0, minCount=1)
-    ft.save_model(str(root / "lid" / "lid.176.ftz"))
+    # trained in a fresh interpreter: fastText training hits NaN once torch is imported in the process
+    import subprocess
+    import sys
+
+    code = ("import fasttext, sys; fasttext.train_supervised(sys.argv[1], epoch=5, verbose=0, minCount=1, dim=8, "
+            "lr=0.1, thread=1).save_model(sys.argv[2])")
+    subprocess.run([sys.executable, "-c", code, str(train), str(root / "lid" / "lid.176.ftz")], check=True)
     return str(root / "lm"), str(root / "lid" / "lid.176.ftz")
 
 

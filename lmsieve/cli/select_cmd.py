@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
         description="Score the pool against the target with METHOD and keep a budget of documents. Writes "
                     "DIR/selected-*.parquet (selected documents, all input columns, input order), "
                     "DIR/scores.parquet (id, score, eligible, selected) and DIR/manifest.json (written last).",
-        epilog="Fit once, score many times: methods that train models (color, mates, preselect) "
+        epilog="Fit once, score many times: methods that train models (color, mates, preselect, meta_rater) "
                "save their fitted state with --save-fitted FITTED; later runs on other pools or shards pass "
                "--param fitted=FITTED and skip fitting (no pool sample needed; also what Beam jobs use). "
                "See docs/selectors-loss.md. `lmsieve methods` lists every method with its paper, parameters, "

@@ -220,13 +220,16 @@ class MetaRater(FittedDirMixin, Selector):
         evals = {"target": held.select(["id", "text"]), "general": pool.filter(pa.array(general)).select(["id", "text"])}
         trainer = (mrs.load_trainer(p["trainer"]) if p["trainer"] else
                    mrs.proxy_trainer(p["proxy"], eval_docs=p["eval_docs"], eval_chars=p["eval_chars"]))
-        key = {"params": {k: v for k, v in p.items() if k not in self.execution_params + ("fitted",)},
+        # what determines a run's loss (not the search-only parameters, so a rerun with another
+        # candidate_alpha or more proxy_runs reuses the finished runs)
+        search_only = ("proxy_runs", "n_candidates", "top_k", "candidate_alpha", "objective", "regressor", "weights")
+        key = {"params": {k: v for k, v in p.items() if k not in self.execution_params + ("fitted",) + search_only},
                "names": self.names_, "pool": int(stable_hash64(0, ids).sum() % (1 << 62)),
                "target": int(th.sum() % (1 << 62))}
         path = p["runs"] or mrs.default_runs_path(key)
         W, losses, rows = mrs.run_proxies(Xs, self.names_, pool, evals, trainer, path, n_runs=p["proxy_runs"],
                                           alpha=p["dirichlet_alpha"], fraction=p["top_fraction"], exclude=general,
-                                          progress=p["progress"])
+                                          progress=p["progress"], config=mrs.config_hash(key))
         res = mrs.fit_and_search(W, losses, objective=p["objective"], n_candidates=p["n_candidates"],
                                  top=p["top_k"], alpha=p["candidate_alpha"], params=p["regressor"] or None)
         self.runs_, self.losses_, self.runs_path_ = W, losses, path

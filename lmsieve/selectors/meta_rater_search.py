@@ -90,12 +90,18 @@ def _progress(total: int, done: int):
 
 def run_proxies(X: np.ndarray, names: list, pool: pa.Table, evals: dict, trainer, table_path: str, *,
                 n_runs: int, alpha: float = 1.0, fraction: float = 0.15, exclude=None, seed: int = RUN_SEED,
-                progress: bool = True) -> tuple[np.ndarray, np.ndarray, list]:
-    """Step 1–2: (W (n, F), losses (n, 2: target, general), rows); resumable through ``table_path``."""
+                progress: bool = True, config: str = "") -> tuple[np.ndarray, np.ndarray, list]:
+    """Step 1–2: (W (n, F), losses (n, 2: target, general), rows); resumable through ``table_path``.
+    ``config`` (a hash of what determines a run's loss) is stored per row; a table holding runs of
+    another configuration is an error rather than silently reused."""
     from lmsieve.mixtures.runs import RunTable, run_id
 
     W = np.random.Generator(np.random.PCG64(seed)).dirichlet(np.full(X.shape[1], float(alpha)), n_runs)
     table = RunTable(table_path)
+    other = {r.get("config", "") for r in table.rows} - {config}
+    if other:
+        raise ConfigError(f"{table_path}: the run table holds runs of another Meta-rater configuration "
+                          "(pool, target, ratings or proxy differ); use another runs=PATH or delete it")
     by_id = {r["run_id"]: r for r in table.rows}
     keep_ok = np.ones(pool.num_rows, bool) if exclude is None else ~exclude
     ids = [run_id(dict(zip(names, w)), "meta_rater", seed) for w in W]
@@ -106,7 +112,7 @@ def run_proxies(X: np.ndarray, names: list, pool: pa.Table, evals: dict, trainer
         mask = top_fraction_mask(X @ w, fraction) & keep_ok
         t0 = time.perf_counter()
         res = trainer(pool.filter(pa.array(mask)), evals, seed + i)
-        row = {"run_id": rid, "run": i, **{f"w_{k}": float(v) for k, v in zip(names, w)},
+        row = {"run_id": rid, "config": config, "run": i, **{f"w_{k}": float(v) for k, v in zip(names, w)},
                "n_selected": int(mask.sum()), "seconds": float(res.get("seconds", time.perf_counter() - t0)),
                "flops": float(res.get("flops", 0.0)), "seed": seed + i,
                **{f"loss_{k}": float(res["losses"][k]) for k in LOSSES}}
@@ -174,14 +180,17 @@ def plot_fit(path: str, names: list, weights: np.ndarray, heldout: dict, objecti
     return path
 
 
+def config_hash(key: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def default_runs_path(key: dict) -> str:
     """The run table when ``runs`` is not given: under $LMSIEVE_HOME (default ~/.cache/lmsieve), named
     by the hash of everything that determines the runs (so a rerun of the same fit resumes)."""
-    import hashlib
-
     home = os.environ.get("LMSIEVE_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "lmsieve")
-    h = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return os.path.join(home, "meta_rater", h, "runs.parquet")
+    return os.path.join(home, "meta_rater", config_hash(key), "runs.parquet")
 
 
 __all__ = ["fit_and_search", "load_trainer", "plot_fit", "proxy_trainer", "run_proxies", "top_fraction_mask"]
