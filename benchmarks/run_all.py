@@ -70,6 +70,7 @@ BENCHES = [
     ("bench_loss_selectors.py", ["--limit", "300", "--steps", "60"], "loss_selectors.json", "Loss-based selectors"),
     ("bench_representation.py", ["--limit", "600"], "representation.json", "Representation-based selectors"),
     ("bench_mixture.py", ["--quick"], "mixture.json", "Mixture optimisation (end to end)"),
+    ("bench_decontam.py", ["--quick"], "decontam.json", "Decontamination"),
 ]
 README_EVAL = ("<!-- eval:start -->", "<!-- eval:end -->")
 
