@@ -161,28 +161,34 @@ def main() -> None:
         print(json.dumps(out))
         return
     skip = set(a.skip.split(","))
+    tables = []
     result = {"machine": machine(), "quick": a.quick,
               "note": "shared 2-core box with ~8 parallel sessions: figures are noisy and conservative"}
     if "flag" not in skip:
         limit = 3000 if a.quick else 0
         flag = [run_child(__file__, "--part", "flag", "--arg", w, str(limit)) for w in ("dsir", "exact")]
         flag.append(run_child(__file__, "--part", "flag", "--arg", "bloom", str(1000 if a.quick else 4000)))
-        print("\n## Flagging speed (one core; exact index of humaneval + champ; Bloom fpr 1e-9 on a slice)\n")
-        print_table(flag, ["impl", "docs", "MB", "seconds", "docs/s/core", "MB/s/core", "peak RSS MB", "flagged"])
+        tables.append("Flagging speed (one core; exact index of humaneval + champ; Bloom fpr 1e-9 on a slice):")
+        print("\n## " + tables[-1] + "\n")
+        tables.append(print_table(flag, ["impl", "docs", "MB", "seconds", "docs/s/core", "MB/s/core", "peak RSS MB", "flagged"]))
         result["flag"] = flag
     if "build" not in skip:
         sizes = (10_000, 100_000) if a.quick else (10_000, 1_000_000)
         build = [run_child(__file__, "--part", "build", "--arg", str(n), b) for n in sizes for b in ("none", "1e-6")]
-        print("\n## Index build (synthetic items of 30 words; one core)\n")
-        print_table(build, ["items", "storage", "ngrams", "seconds", "items/s", "index MB", "peak RSS MB",
-                            "RSS before build MB"])
+        tables.append("Index build (synthetic items of 30 words; one core):")
+        print("\n## " + tables[-1] + "\n")
+        tables.append(print_table(build, ["items", "storage", "ngrams", "seconds", "items/s", "index MB", "peak RSS MB",
+                                          "RSS before build MB"]))
         result["build"] = build
     if "select" not in skip:
         methods = [m.strip() for m in a.methods.split(",") if m.strip()]
         sel = contamination(4000 if a.quick else None, methods, a.keep, a.max_target, a.device)
-        print(f"\n## Contaminated documents in each selection ({a.keep:.0%} of the pool, targeted at the benchmark)\n")
-        print_table(sel, ["target", "pool", "pool docs", "contaminated in pool", *methods])
+        tables.append(f"Contaminated documents in each selection ({a.keep:.0%} of the pool, targeted at the benchmark, "
+                      f"{a.max_target} target items):")
+        print("\n## " + tables[-1] + "\n")
+        tables.append(print_table(sel, ["target", "pool", "pool docs", "contaminated in pool", *methods]))
         result["select"] = sel
+    result["table"] = "\n\n".join(tables)
     write_json("decontam.json", result)
 
 

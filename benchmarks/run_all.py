@@ -72,6 +72,7 @@ BENCHES = [
     ("bench_mixture.py", ["--quick"], "mixture.json", "Mixture optimisation (end to end)"),
     ("bench_short_targets.py", ["--limit", "600", "--targets", "humaneval,champ"], "short_targets.json",
      "Short benchmark targets (window mode, classifier, knn)"),
+    ("bench_decontam.py", ["--quick"], "decontam.json", "Decontamination"),
 ]
 README_EVAL = ("<!-- eval:start -->", "<!-- eval:end -->")
 

@@ -124,6 +124,16 @@ def test_cli_and_beam_select_the_same_and_never_a_flagged_document(data, tmp_pat
     cli_ids = pq.read_table(tmp_path / "cli" / "selected-00000-of-00001.parquet").column("id").to_pylist()
     assert sorted(cli_ids) == sorted(beam_ids)
     assert cli["counts"]["contaminated_by_set"] == c["contaminated_by_set"]
+    # report mode reads the same side files (the mode is not part of the flags' fingerprint)
+    rep_cfg = SelectionConfig(method="dsir", budget=Budget(k=48), seed=5, ranking="topk", num_quantiles=5,
+                              decontam=DecontamFeature(idx, mode="report"))
+    r = run_selection_job(pool_dir, feat_dir, [str(root / "target.parquet")], str(tmp_path / "rep"), rep_cfg,
+                          options=_opts(), progress_secs=0)
+    rep_ids = set(pa.concat_tables([pq.read_table(tmp_path / "rep" / o["path"]) for o in r["outputs"]
+                                    if o["path"].startswith("selected-")]).column("id").to_pylist())
+    dc = r["counts"]["decontamination"]
+    assert dc["mode"] == "report" and dc["selected"] == len(rep_ids & flagged) >= 1
+    assert r["counts"]["selected"] + r["counts"]["rejected"] + r["counts"]["quarantined"] == N
     # without decontamination the targeted selection does take planted documents
     sel, s, e = fit_and_score("dsir", pq.read_table(root / "target.parquet"), pool)
     plain = run_selection(sel, pool, Budget(k=48), seed=5, ranking="topk", scores=s, eligible=e)
