@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 
-.PHONY: demo test test-core test-fast bench bench-quick install models clean
+.PHONY: demo test test-slow test-core test-fast bench bench-quick install models clean
 
 $(STAMP): pyproject.toml requirements.lock setup.py lmsieve/features/_deflate_len.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,13 @@ models: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/lmsieve demo --out out/demo
 
+# The default run (CI): every test but those marked slow (real-model and whole-pool checks that take
+# minutes each on 2 cores); the summary counts what was deselected. `make test-slow` runs those.
 test: $(STAMP) models
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-slow: $(STAMP) models
+	$(PY) -m pytest -q -m slow tests
 
 # Only the tests that need nothing beyond the repository (no ../shared/data); see tests/README.md.
 test-core: $(STAMP)

@@ -151,10 +151,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         if SHARED_REASON in reason:
             skipped += 1
+    deselected = len(terminalreporter.stats.get("deselected", []))
     if not (ran or skipped or other_ran):
         return
     tr = terminalreporter
     tr.section("lmsieve test data", sep="-")
+    if deselected:
+        tr.write_line(f"{deselected} tests deselected by -m (the slow real-data and real-model checks: "
+                      f"`make test-slow` runs them)")
     tr.write_line(f"{other_ran} tests ran on data shipped with the repository or generated in the test")
     if shared_available():
         tr.write_line(f"{ran} tests ran on the shared data at {SHARED_DATA}")
