@@ -76,7 +76,7 @@ CASES = [
     (["verify", "{d}/afile.txt"], r"afile.txt: not a directory"),
     (["eval", "--pool", POOL, "--target", TARGET, "--budget-chars", "1000", "--out", "{d}/afile.txt"],
      r"--out .*afile.txt: is an existing file"),
-    (["methods", "nosuch"], r"unknown method 'nosuch'; available: betr, color, dsir"),
+    (["methods", "nosuch"], r"unknown method 'nosuch'; available: betr, classifier, color, dsir"),
     (["convert", "{d}/bad.jsonl", "--out", "{d}/o15"], r"bad.jsonl, row 1: not valid JSON"),
 ]
 

@@ -25,6 +25,11 @@ WHEN = {
     "rds-rr": "RDS+ with round-robin over the query examples: every example gets its share of the budget",
     "mona": "matching a task by monosemantic SAE features of an LM (needs a model and a sparse autoencoder)",
     "meta_rater": "combining quality signals (heuristics, DSIR, classifier scores) into one weighted rating",
+    "classifier": "short benchmark targets (HumanEval-sized examples) against long documents: fastText "
+                  "P(target) trained on the examples vs a pool sample (DCLM settings); with unit=window "
+                  "it scores a document by its best target-sized window",
+    "knn": "short targets when an embedding model is affordable: best cosine of any 512-byte window to any "
+           "target example (all-MiniLM-L6-v2); round_robin=true spreads the budget over the examples",
 }
 
 
