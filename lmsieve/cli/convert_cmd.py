@@ -7,9 +7,7 @@ original files.
 """
 from __future__ import annotations
 
-import math
 
-SHARD_ROWS = 100_000
 
 
 def add_parser(sub) -> None:
@@ -32,21 +30,15 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from lmsieve.cli.common import check_out, column_kw, one_or_many
     from lmsieve.io.inputs import load_docs
-    from lmsieve.io.output import RunOutput
+    from lmsieve.io.output import RunOutput, write_shards
     from lmsieve.io.parquet import write_table
     from lmsieve.schemas.quarantine import QUARANTINE_FILE, Quarantine
 
     check_out(args.out, "dir", example="part-*.parquet, manifest.json")
     q = Quarantine(args.on_invalid, args.max_doc_bytes)
     table, files = load_docs(one_or_many(args.inputs), name="input", checksums=True, quarantine=q, **column_kw(args))
-    outputs = []
     with RunOutput(args.out) as out:
-        n = max(1, math.ceil(table.num_rows / SHARD_ROWS))
-        for i in range(n):
-            name = f"part-{i:05d}-of-{n:05d}.parquet"
-            part = table.slice(i * SHARD_ROWS, SHARD_ROWS)
-            write_table(part, out.path(name))
-            outputs.append({"path": name, "rows": part.num_rows})
+        outputs = write_shards(out, table, "part")
         if args.on_invalid == "quarantine":
             qt = q.table()
             write_table(qt, out.path(QUARANTINE_FILE))

@@ -1,7 +1,6 @@
 """``lmsieve select``: keep the pool documents that best match a target; write them and a manifest."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pyarrow as pa
@@ -10,7 +9,6 @@ import pyarrow.compute as pc
 from lmsieve.cli.common import (add_invalid_args, add_method_args, check_out, column_kw, keep_log, one_or_many,
                                 parse_params, scores_table)
 
-SHARD_ROWS = 100_000
 
 
 def method_notes() -> str:
@@ -84,7 +82,7 @@ def run(args) -> int:
     from lmsieve.api import drop_nonfinite, load_pool, make_budget
     from lmsieve.cli.select_steps import fit_score_sample, open_run, run_config
     from lmsieve.io.inputs import load_docs
-    from lmsieve.io.output import RunOutput
+    from lmsieve.io.output import RunOutput, write_shards
     from lmsieve.io.parquet import write_table
     from lmsieve.schemas.manifest import build_manifest, domain_counts
     from lmsieve.schemas.quarantine import DEFAULT_MAX_DOC_BYTES, QUARANTINE_FILE, manifest_counts
@@ -125,14 +123,8 @@ def run(args) -> int:
     mask = np.zeros(pool.num_rows, dtype=bool)
     mask[res.indices] = True
     chars = pc.utf8_length(pool.column("text")).to_numpy(zero_copy_only=False).astype(np.int64)
-    outputs = []
     with RunOutput(args.out) as out:
-        n_shards = max(1, math.ceil(chosen.num_rows / SHARD_ROWS))
-        for i in range(n_shards):
-            name = f"selected-{i:05d}-of-{n_shards:05d}.parquet"
-            part = chosen.slice(i * SHARD_ROWS, SHARD_ROWS)
-            write_table(part, out.path(name))
-            outputs.append({"path": name, "rows": part.num_rows})
+        outputs = write_shards(out, chosen, "selected")
         # With separate DSIR targets, scores.parquet holds the best score over targets.
         flat = res.scores if res.scores.ndim == 1 else res.scores.max(axis=1)
         sc = scores_table(pool.column("id"), flat, res.eligible).append_column("selected", pa.array(mask))

@@ -15,6 +15,8 @@ import uuid
 import fsspec
 
 MANIFEST = "manifest.json"
+#: Rows per output shard (``PREFIX-NNNNN-of-NNNNN.parquet``).
+SHARD_ROWS = 100_000
 
 
 class RunOutput:
@@ -68,3 +70,18 @@ class RunOutput:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._cleanup()
+
+
+def write_shards(out: "RunOutput", table, prefix: str, shard_rows: int = SHARD_ROWS) -> list[dict]:
+    """``table`` as ``PREFIX-NNNNN-of-NNNNN.parquet`` files in ``out`` (at least one, even when
+    empty); returns ``[{"path", "rows"}]`` for the manifest."""
+    from lmsieve.io.parquet import write_table
+
+    n = max(1, -(-table.num_rows // shard_rows))
+    outputs = []
+    for i in range(n):
+        name = f"{prefix}-{i:05d}-of-{n:05d}.parquet"
+        part = table.slice(i * shard_rows, shard_rows)
+        write_table(part, out.path(name))
+        outputs.append({"path": name, "rows": part.num_rows})
+    return outputs
