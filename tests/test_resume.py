@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import pool_slice, target_set
 
-from lmsieve.cli import select_steps
+from lmsieve.selection import steps as select_steps
 from lmsieve.cli.main import main
 from lmsieve.io.output import RunOutput
 from lmsieve.io.runs import RUNS_DIR, RunDir, config_hash

@@ -4,9 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-import pyarrow as pa
-
+from lmsieve.io.paths import check_out  # noqa: F401  (re-exported for the commands)
 from lmsieve.schemas.errors import ConfigError
 from lmsieve.selectors.base import available_methods
 
@@ -83,49 +81,14 @@ def one_or_many(paths: list[str]):
     return Paths(paths)
 
 
-def scores_table(ids, scores: np.ndarray, eligible: np.ndarray) -> pa.Table:
-    from lmsieve.schemas.manifest import SCORES_SCHEMA
-
-    return pa.table({"id": ids, "score": pa.array(scores, pa.float64()), "eligible": pa.array(eligible, pa.bool_())},
-                    schema=SCORES_SCHEMA)
-
-
-def _is_remote(path: str) -> bool:
-    return "://" in str(path) and not str(path).startswith("file://")
-
-
-def check_out(path: str, kind: str = "dir", flag: str = "--out", example: str = "") -> None:
-    """Refuse an output path of the wrong kind before any work (nothing is created or left behind).
-
-    ``kind``: "dir" (a directory the command fills) or "file" (one file)."""
-    import os
-
-    if _is_remote(path):
-        return
-    p = str(path).removeprefix("file://")
-    if kind == "dir":
-        if os.path.exists(p) and not os.path.isdir(p):
-            raise ConfigError(f"{flag} {path}: is an existing file; this command writes a directory"
-                              f"{' (' + example + ')' if example else ''}")
-    else:
-        if p.endswith(("/", os.sep)) or os.path.isdir(p):
-            raise ConfigError(f"{flag} {path}: is a directory; this command writes one file"
-                              f"{' (e.g. ' + example + ')' if example else ''}")
-        p = os.path.dirname(os.path.abspath(p))
-    # the nearest existing ancestor must be a directory
-    q = os.path.abspath(p)
-    while q and not os.path.exists(q):
-        q = os.path.dirname(q)
-    if q and not os.path.isdir(q):
-        raise ConfigError(f"{flag} {path}: {q} is a file, not a directory")
-
-
 def keep_log(out_dir: str, name: str = "lmsieve.log") -> None:
     """Also keep this run's progress lines, timings and warnings in ``OUT/lmsieve.log`` (local OUT)."""
     import os
 
     from lmsieve import progress
 
-    if _is_remote(out_dir):
+    from lmsieve.io.paths import is_remote
+
+    if is_remote(out_dir):
         return
     progress.add_log_file(os.path.join(str(out_dir).removeprefix("file://"), name))

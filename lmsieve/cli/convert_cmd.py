@@ -8,8 +8,6 @@ original files.
 from __future__ import annotations
 
 
-
-
 def add_parser(sub) -> None:
     from lmsieve.cli.common import INPUT_FORMATS, add_column_args, add_invalid_args
 
@@ -29,29 +27,12 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from lmsieve.cli.common import check_out, column_kw, one_or_many
-    from lmsieve.io.inputs import load_docs
-    from lmsieve.io.output import RunOutput, write_shards
-    from lmsieve.io.parquet import write_table
-    from lmsieve.schemas.quarantine import QUARANTINE_FILE, Quarantine
+    from lmsieve.io.convert import convert
 
     check_out(args.out, "dir", example="part-*.parquet, manifest.json")
-    q = Quarantine(args.on_invalid, args.max_doc_bytes)
-    table, files = load_docs(one_or_many(args.inputs), name="input", checksums=True, quarantine=q, **column_kw(args))
-    with RunOutput(args.out) as out:
-        outputs = write_shards(out, table, "part")
-        if args.on_invalid == "quarantine":
-            qt = q.table()
-            write_table(qt, out.path(QUARANTINE_FILE))
-            outputs.append({"path": QUARANTINE_FILE, "rows": qt.num_rows})
-        from lmsieve import __version__
-
-        manifest = {"manifest_version": 1, "lmsieve_version": __version__, "command": "convert",
-                    "params": {"text_column": args.text_column, "id_column": args.id_column},
-                    "inputs": {"input": [f.to_dict() for f in files]},
-                    "counts": {"input": q.n_read, "written": table.num_rows, "quarantined": q.n,
-                               "quarantined_by_reason": q.counts()},
-                    "outputs": outputs}
-        path = out.commit(manifest)
-    print(f"converted {table.num_rows} of {q.n_read} documents from {len(files)} file(s) -> {args.out}")
+    m, path = convert(one_or_many(args.inputs), args.out, on_invalid=args.on_invalid,
+                      max_doc_bytes=args.max_doc_bytes, **column_kw(args))
+    c = m["counts"]
+    print(f"converted {c['written']} of {c['input']} documents from {len(m['inputs']['input'])} file(s) -> {args.out}")
     print(f"manifest: {path}")
     return 0

@@ -5,9 +5,6 @@
 """
 from __future__ import annotations
 
-import glob
-import json
-import os
 
 
 def add_parser(sub) -> None:
@@ -54,58 +51,15 @@ def run_build(args) -> int:
     return 0
 
 
-def selection_files(d: str) -> list[str]:
-    """The document shards of a selection (selected-*), a release (data/*) or a plain directory."""
-    for pattern in ("selected-*.parquet", os.path.join("data", "*.parquet"), "mixture-*.parquet"):
-        files = sorted(glob.glob(os.path.join(d, pattern)))
-        if files:
-            return files
-    skip = ("scores.parquet", "quarantine.parquet", "contaminated.parquet")
-    files = sorted(f for f in glob.glob(os.path.join(d, "*.parquet")) if os.path.basename(f) not in skip)
-    if not files:
-        from lmsieve.schemas.errors import InputError
-
-        raise InputError("no selected-*.parquet, data/*.parquet or *.parquet documents found", d)
-    return files
-
-
-def audit(docs, decon, top: int = 10) -> dict:
-    """Counts per evaluation set and the ``top`` worst offenders with their matched span."""
-    import numpy as np
-
-    from lmsieve.features.decontam import matched_spans
-
-    f = decon.flags(docs)
-    idx = decon.index
-    order = np.flatnonzero(f.flagged)
-    order = order[np.lexsort((order, -f.matches[order]))][:top]
-    texts = docs.column("text")
-    offenders = []
-    for i in order.tolist():
-        item = int(f.item[i])
-        offenders.append({
-            "id": docs.column("id")[i].as_py(), "matches": int(f.matches[i]),
-            "eval_sets": [n for s, n in enumerate(idx.set_names) if (int(f.sets[i]) >> s) & 1],
-            "item": str(idx.item_ids[item]) if item >= 0 else None,
-            "span": matched_spans(idx, texts[i].as_py(), item) if item >= 0 else None})
-    return {"documents": docs.num_rows, "contaminated": int(f.flagged.sum()),
-            "by_set": f.set_counts(idx.set_names, f.flagged), "offenders": offenders,
-            "eval_sets": [{k: s.get(k) for k in ("name", "items", "ngrams")} for s in idx.sets]}
-
-
 def run_check(args) -> int:
     from lmsieve.features.decontam.apply import Decontaminator
-    from lmsieve.io.inputs import Paths, load_docs
+    from lmsieve.features.decontam.audit import audit_dir
 
     decon = Decontaminator.from_spec(args.eval, "report", args.min_overlap)
-    docs, _ = load_docs(Paths(selection_files(args.dir)), name="selection", columns=["id", "text"])
-    rep = audit(docs, decon, args.top)
+    rep = audit_dir(args.dir, decon, args.top, json_path=args.json)
     share = rep["contaminated"] / max(1, rep["documents"])
     print(f"{rep['contaminated']} of {rep['documents']} documents ({share:.2%}) contain evaluation items: "
           + ", ".join(f"{k} {v}" for k, v in rep["by_set"].items()))
     for o in rep["offenders"]:
         print(f"  {o['id']}: {o['matches']} n-grams of {o['item'] or ','.join(o['eval_sets'])}: {o['span']!r}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rep, fh, indent=2)
     return 0

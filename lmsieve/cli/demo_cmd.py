@@ -1,8 +1,6 @@
 """``lmsieve demo``: the main job (a targeted DSIR selection) on the bundled sample."""
 from __future__ import annotations
 
-import argparse
-import json
 import os
 
 
@@ -21,17 +19,16 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from lmsieve.cli import select_cmd
+    from lmsieve.cli.common import check_out
     from lmsieve.data import sample_path
+    from lmsieve.sampling.select import Budget
+    from lmsieve.selection.run import select_run
 
+    check_out(args.out, "dir")
     pool, target = sample_path("pool.parquet"), sample_path("target_code_python.parquet")
-    sel_args = argparse.Namespace(
-        method=args.method, target=[target], pool=[pool], param=[], keep=None, keep_fraction=args.keep_fraction,
-        keep_chars_fraction=None, seed=args.seed, ranking=None, temperature=1.0, out=args.out, no_progress=False,
-    )
-    select_cmd.run(sel_args)
-    with open(os.path.join(args.out, "manifest.json")) as f:
-        m = json.load(f)
+    m = select_run(pool, args.method, target, Budget(fraction=args.keep_fraction), seed=args.seed, temperature=1.0,
+                   out=args.out, progress=True).manifest
+    print(f"selected {m['counts']['selected']} of {m['counts']['input']} documents -> {args.out}")
     c = m["counts"]
     before, after = c["per_domain"]["input"], c["per_domain"]["selected"]
     n_in, n_sel = c["input"], c["selected"]

@@ -2,13 +2,7 @@
 from __future__ import annotations
 
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from lmsieve.cli.common import (add_invalid_args, add_method_args, check_out, column_kw, keep_log, one_or_many,
-                                parse_params, scores_table)
-
+from lmsieve.cli.common import add_invalid_args, add_method_args, check_out, column_kw, one_or_many, parse_params
 
 
 def method_notes() -> str:
@@ -74,88 +68,25 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _drop_contaminated(decon, record, pool, scores, eligible):
-    return (pool, scores, eligible) if decon is None else decon.drop(pool, scores, eligible, record)
-
-
 def run(args) -> int:
-    from lmsieve.api import drop_nonfinite, load_pool, make_budget
-    from lmsieve.cli.select_steps import fit_score_sample, open_run, run_config
-    from lmsieve.io.inputs import load_docs
-    from lmsieve.io.output import RunOutput, write_shards
-    from lmsieve.io.parquet import write_table
-    from lmsieve.schemas.manifest import build_manifest, domain_counts
-    from lmsieve.schemas.quarantine import DEFAULT_MAX_DOC_BYTES, QUARANTINE_FILE, manifest_counts
+    from lmsieve.api import make_budget
+    from lmsieve.features.decontam.apply import from_args
+    from lmsieve.schemas.quarantine import DEFAULT_MAX_DOC_BYTES
+    from lmsieve.selection.run import select_run
 
     check_out(args.out, "dir", example="selected-*.parquet, scores.parquet, manifest.json")
-    params = parse_params(args.param)
-    on_invalid = getattr(args, "on_invalid", "error")  # callers that build their own Namespace (demo)
-    max_doc_bytes = getattr(args, "max_doc_bytes", DEFAULT_MAX_DOC_BYTES)
-    pool, pool_files, quarantine = load_pool(one_or_many(args.pool), args.method, params, on_invalid,
-                                             max_doc_bytes, checksums=True, **column_kw(args))
-    target, target_files = load_docs(one_or_many(args.target), name="target", checksums=True,
-                                     **column_kw(args, target=True))
-    if target.num_rows == 0:
-        from lmsieve.schemas.errors import ConfigError
-
-        raise ConfigError(f"{', '.join(f.path for f in target_files)}: the target set is empty (0 documents)")
-    from lmsieve.features.decontam.apply import CONTAMINATED_FILE, from_args
-
-    decon, drecord = from_args(args), None
-    if decon is not None:  # flags now; in remove mode the flagged leave between scoring and sampling
-        dflags, drecord = decon.screen(pool, progress=not getattr(args, "no_progress", True))
     budget = make_budget(args.keep if args.keep is not None else args.keep_fraction, args.keep_chars_fraction,
                          getattr(args, "threshold", None))
-    config = run_config(args.method, params, seed=args.seed, budget=budget, ranking=args.ranking,
-                        temperature=args.temperature, pool_files=pool_files, target_files=target_files,
-                        extra={"on_invalid": on_invalid, "max_doc_bytes": max_doc_bytes,
-                               **({"decontaminate": decon.params()} if decon is not None else {})})
-    run_dir = open_run(args.out, config, resume=not getattr(args, "no_resume", False))  # demo builds its own args
-    keep_log(args.out)  # inputs and parameters are valid: from here on OUT holds the run's log
-    sel, res = fit_score_sample(run_dir, args.method, params, target, pool, budget, seed=args.seed,
-                                ranking=args.ranking, temperature=args.temperature, progress=not args.no_progress,
-                                screen=lambda p, s, e: _drop_contaminated(decon, drecord,
-                                                                           *drop_nonfinite(quarantine, p, s, e)))
-    pool = res.table  # without documents whose score is not finite (quarantined)
-    if getattr(args, "save_fitted", None):
-        sel.save(args.save_fitted)
-    chosen = res.selected
-    mask = np.zeros(pool.num_rows, dtype=bool)
-    mask[res.indices] = True
-    chars = pc.utf8_length(pool.column("text")).to_numpy(zero_copy_only=False).astype(np.int64)
-    with RunOutput(args.out) as out:
-        outputs = write_shards(out, chosen, "selected")
-        # With separate DSIR targets, scores.parquet holds the best score over targets.
-        flat = res.scores if res.scores.ndim == 1 else res.scores.max(axis=1)
-        sc = scores_table(pool.column("id"), flat, res.eligible).append_column("selected", pa.array(mask))
-        write_table(sc, out.path("scores.parquet"))
-        outputs.append({"path": "scores.parquet", "rows": sc.num_rows})
-        if on_invalid == "quarantine":
-            qt = quarantine.table()
-            write_table(qt, out.path(QUARANTINE_FILE))
-            outputs.append({"path": QUARANTINE_FILE, "rows": qt.num_rows})
-        if decon is not None:
-            write_table(drecord, out.path(CONTAMINATED_FILE))
-            outputs.append({"path": CONTAMINATED_FILE, "rows": drecord.num_rows})
-        n_in, n_sel = quarantine.n_read, int(mask.sum())
-        counts = {
-            **manifest_counts(n_in, n_sel, quarantine.counts()), "ineligible": int((~res.eligible).sum()),
-            "characters": {"input": int(chars.sum()), "selected": int(chars[mask].sum())},
-        }
-        if decon is not None:
-            decon.account(counts, dflags, chosen.column("id").to_pylist())
-        if "domain" in pool.column_names:
-            dom = pool.column("domain").to_pylist()
-            counts["per_domain"] = {"input": domain_counts(dom), "selected": domain_counts(dom, np.flatnonzero(mask))}
-        manifest = build_manifest(
-            command="select", method=sel.name, params=sel.get_params(), seed=args.seed,
-            selection={"budget": res.budget.to_dict(), "ranking": res.ranking,
-                       "temperature": sel.default_temperature if args.temperature is None else args.temperature},
-            inputs={"pool": [f.to_dict() for f in pool_files], "target": [f.to_dict() for f in target_files]},
-            counts=counts, outputs=outputs,
-        )
-        path = out.commit(manifest)
-    run_dir.prune_others()
-    print(f"selected {n_sel} of {n_in} documents ({counts['characters']['selected'] / max(1, counts['characters']['input']):.1%} of characters) -> {args.out}")
-    print(f"manifest: {path}")
+    tcols = column_kw(args, target=True)
+    res = select_run(
+        one_or_many(args.pool), args.method, one_or_many(args.target), budget, params=parse_params(args.param),
+        seed=args.seed, ranking=args.ranking, temperature=args.temperature, out=args.out,
+        resume=not args.no_resume, save_fitted=args.save_fitted, progress=not args.no_progress,
+        on_invalid=args.on_invalid, max_doc_bytes=getattr(args, "max_doc_bytes", DEFAULT_MAX_DOC_BYTES),
+        decontaminate=from_args(args), **column_kw(args),
+        target_text_column=tcols["text_column"], target_id_column=tcols["id_column"])
+    c = res.manifest["counts"]
+    print(f"selected {c['selected']} of {c['input']} documents "
+          f"({c['characters']['selected'] / max(1, c['characters']['input']):.1%} of characters) -> {args.out}")
+    print(f"manifest: {res.manifest_path}")
     return 0

@@ -20,7 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lmsieve.api import fit_and_score, run_selection
+from lmsieve.selection.sample import run_selection
+from lmsieve.selection.scoring import fit_and_score
 from lmsieve.eval.metrics import domain_precision, kl_reduction, ngram_distribution
 from lmsieve.sampling.hashing import stable_uniform
 from lmsieve.sampling.select import Budget

@@ -17,7 +17,7 @@ import os
 
 import fsspec
 
-from lmsieve.schemas.errors import InputError
+from lmsieve.schemas.errors import ConfigError, InputError
 
 
 def _datasets_dir(fs, path: str, shown: str) -> list[str] | None:
@@ -87,3 +87,31 @@ def open_file(path: str, mode: str = "rb"):
 def file_size(path: str) -> int:
     fs, p = fsspec.core.url_to_fs(path)
     return int(fs.size(p))
+
+
+def is_remote(path: str) -> bool:
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def check_out(path: str, kind: str = "dir", flag: str = "--out", example: str = "") -> None:
+    """Refuse an output path of the wrong kind before any work (nothing is created or left behind).
+
+    ``kind``: "dir" (a directory the command fills) or "file" (one file)."""
+    if is_remote(path):
+        return
+    p = str(path).removeprefix("file://")
+    if kind == "dir":
+        if os.path.exists(p) and not os.path.isdir(p):
+            raise ConfigError(f"{flag} {path}: is an existing file; this command writes a directory"
+                              f"{' (' + example + ')' if example else ''}")
+    else:
+        if p.endswith(("/", os.sep)) or os.path.isdir(p):
+            raise ConfigError(f"{flag} {path}: is a directory; this command writes one file"
+                              f"{' (e.g. ' + example + ')' if example else ''}")
+        p = os.path.dirname(os.path.abspath(p))
+    # the nearest existing ancestor must be a directory
+    q = os.path.abspath(p)
+    while q and not os.path.exists(q):
+        q = os.path.dirname(q)
+    if q and not os.path.isdir(q):
+        raise ConfigError(f"{flag} {path}: {q} is a file, not a directory")

@@ -125,7 +125,7 @@ class JobSpec:
         base = {"num_buckets": 10000, "ngrams": 2}
         if self.features and isinstance(self.features.get("dsir_ngrams"), dict):
             base.update(self.features["dsir_ngrams"])
-        elif self.selection and self.selection["method"] == "dsir":
+        elif self.selection and self.selection["method"] == "dsir" and not stored_dsir(self.selection):
             p = self.selection.get("params", {})
             base.update({k: p[k] for k in ("num_buckets", "ngrams") if k in p})
         return base
@@ -169,7 +169,7 @@ class JobSpec:
         from lmsieve.pipelines.selection_job import SelectionConfig
 
         s = self.selection
-        if s["method"] == "dsir":
+        if s["method"] == "dsir" and not stored_dsir(s):
             params = {**s.get("params", {}), **self.ngram_params()}
         else:
             params = self.score_params(s["method"])
@@ -286,12 +286,26 @@ def _validate_selection(s: dict, src) -> dict:
     return s
 
 
+def stored_dsir(selection: dict | None) -> bool:
+    """DSIR selected from a stored score (window mode: a fitted selector scores each document's
+    windows in the features job, as ZIP-FIT's) rather than from stored n-gram counts."""
+    if not selection or selection.get("method") != "dsir":
+        return False
+    p = selection.get("params", {})
+    if p.get("fitted"):
+        from lmsieve.pipelines.features import selector_class
+
+        return not hasattr(selector_class("dsir")(**p), "score_counts")
+    return p.get("unit") == "window"
+
+
 def _validate_features(f: dict, selection: dict | None, has_target: bool, src) -> dict:
     from lmsieve.pipelines.features import selector_class
 
     need = []
     if selection is not None:
-        need = ["dsir_ngrams"] if selection["method"] == "dsir" else [selection["method"]]
+        need = ["dsir_ngrams"] if selection["method"] == "dsir" and not stored_dsir(selection) \
+            else [selection["method"]]
     comp = f.get("compute") if f.get("compute") is not None else need
     for i, name in enumerate(comp):
         if name in TABLE_FEATURES or name in MODEL_FEATURES:
@@ -304,6 +318,10 @@ def _validate_features(f: dict, selection: dict | None, has_target: bool, src) -
                        src) from None
         own = f.get(name) if isinstance(f.get(name), dict) else \
             (selection or {}).get("params", {}) if (selection or {}).get("method") == name else {}
+        if name == "dsir" and not own.get("fitted"):  # window mode: windows of the text, fitted in-process
+            raise _err("selection.params.fitted", "DSIR with unit = 'window' scores windows of each document's "
+                       "text in the features job: fit it in-process first (lmsieve select --method dsir --param "
+                       "unit=window ... --save-fitted DIR) and give params = {fitted = \"DIR\"}", src)
         if cls.needs_pool_sample and not own.get("fitted"):  # fitted=DIR: fitted in-process once (BETR, ...)
             raise _err(f"features.compute[{i}]", f"{name!r} needs pool statistics; fit it in-process and pass "
                        "fitted=DIR, or compute 'dsir_ngrams' and select with method 'dsir'", src)

@@ -45,10 +45,10 @@ from lmsieve.pipelines.round_robin import QueryRoundRobin, is_round_robin, store
 from lmsieve.sampling.select import RANKINGS, Budget
 from lmsieve.schemas.document import DOMAIN, ID
 from lmsieve.schemas.errors import ConfigError, InputError
-from lmsieve.schemas.quarantine import NONFINITE_SCORE, QUARANTINE_FILE, check_policy, manifest_counts
+from lmsieve.schemas.manifest import NONE_DOMAIN, selection_counts
+from lmsieve.schemas.quarantine import NONFINITE_SCORE, QUARANTINE_FILE, check_policy
 
 MANIFEST = "manifest.json"
-NONE_DOMAIN = "<none>"
 UNRECORDED = "invalid (reason not recorded)"
 
 
@@ -372,12 +372,11 @@ class CountsFn(beam.CombineFn):
             reasons[NONFINITE_SCORE] = n_bad - sum(reasons.values())
         from lmsieve.pipelines.decontam_step import finish_counts
 
-        return finish_counts({
-            **manifest_counts(n_in, n_sel, reasons), "ineligible": acc.get("ineligible", 0),
-            "characters": {"input": acc.get("chars_input", 0), "selected": acc.get("chars_selected", 0)},
-            "per_domain": {"input": dict(sorted(acc.get("domain_input", Counter()).items())),
-                           "selected": dict(sorted(acc.get("domain_selected", Counter()).items()))},
-        }, acc, self.decontam)
+        return finish_counts(selection_counts(
+            n_input=n_in, n_selected=n_sel, quarantined=reasons, ineligible=acc.get("ineligible", 0),
+            chars_input=acc.get("chars_input", 0), chars_selected=acc.get("chars_selected", 0),
+            domains_input=acc.get("domain_input", Counter()), domains_selected=acc.get("domain_selected", Counter()),
+        ), acc, self.decontam)
 
 
 # -- outputs ----------------------------------------------------------------------------------------
@@ -561,19 +560,41 @@ def build_selection_pipeline(p: beam.Pipeline, plan: SelectionPlan, cfg: Selecti
                                      outputs=beam.pvalue.AsList(moved), counts=beam.pvalue.AsSingleton(counts)))
 
 
+def _target_entries(paths: list[str]) -> list[dict]:
+    """The target files as the in-process run records them (rows, bytes, sha256: targets are small)."""
+    import hashlib
+
+    from lmsieve.schemas.manifest import input_entry
+
+    out = []
+    for p in paths:
+        h = hashlib.sha256()
+        with fileio.open_read(p) as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        out.append(input_entry(p, fileio.read_table(p, [ID]).num_rows, fileio.file_size(p), h.hexdigest()))
+    return out
+
+
 def manifest_base(plan: SelectionPlan, cfg: SelectionConfig, features_dir: str) -> dict:
-    from lmsieve.schemas.manifest import build_manifest
+    """The manifest without counts and outputs, from the same builder as the in-process run's
+    (:func:`lmsieve.schemas.manifest.selection_manifest`); pool shards are not hashed here (that
+    would read every byte on the launcher: ``lmsieve release`` hashes them), Beam's own settings
+    and the shards' content fingerprints are in ``runner``."""
+    from lmsieve.schemas.manifest import input_entry, selection_manifest
 
     sel = plan.selector
-    m = build_manifest(
-        command="beam-select", method=cfg.method, params=sel.get_params(), seed=cfg.seed,
-        selection={**cfg.to_dict(), "ranking": cfg.ranking or sel.default_ranking},
-        inputs={"pool": [{**s.to_input(), "sha256": None} for s in plan.shards],
-                "target": [{"path": p} for p in plan.target_paths],
-                "features": features_dir},
-        counts={}, outputs=[])
-    m["pipeline"] = {"engine": "apache-beam", "beam": beam.__version__}
-    return m
+    return selection_manifest(
+        method=cfg.method, params=sel.get_params(), seed=cfg.seed,
+        budget=cfg.budget.to_dict() if cfg.budget else None, ranking=cfg.ranking or sel.default_ranking,
+        temperature=sel.default_temperature if cfg.temperature is None else cfg.temperature,
+        quotas={g: b.to_dict() for g, b in sorted(cfg.quotas.items())} if cfg.quotas is not None else None,
+        inputs={"pool": [input_entry(s.path, s.rows, s.bytes, None) for s in plan.shards],
+                "target": _target_entries(plan.target_paths)},
+        counts={}, outputs=[],
+        runner={"engine": "apache-beam", "beam": beam.__version__, "features": features_dir, "exact": cfg.exact,
+                "num_quantiles": cfg.num_quantiles, "epsilon": cfg.epsilon,
+                "pool_fingerprints": [s.fingerprint for s in plan.shards]})
 
 
 def merge_quarantine(plan: SelectionPlan, features_dir: str, tmp_dir: str) -> list[dict]:

@@ -66,7 +66,7 @@ class Selector:
     default_temperature: ClassVar[float] = 1.0  # Gumbel temperature when none is given (MATES: 0.5)
     #: Whether ``fit`` needs a sample of the pool (DSIR's raw distribution does).
     needs_pool_sample: ClassVar[bool] = False
-    #: Rows per scoring batch in :func:`lmsieve.api.score_table` (None: its default). Slow,
+    #: Rows per scoring batch in :func:`lmsieve.selection.scoring.score_table` (None: its default). Slow,
     #: model-based selectors set a small one so the progress bar moves every few seconds.
     score_batch_rows: ClassVar[int | None] = None
 

@@ -1,7 +1,7 @@
 """Method parameters checked at the boundary, against each selector's constructor signature.
 
 Every way in (API keywords, CLI ``--param KEY=VALUE``, job specs) goes through
-:func:`lmsieve.api.make_selector`, which calls :func:`validate_params` first, so a typo or a wrong
+:func:`lmsieve.selection.inputs.make_selector`, which calls :func:`validate_params` first, so a typo or a wrong
 type is one line naming the parameter and the valid ones, never a ``TypeError`` traceback:
 
 * an unknown name: ``dsir has no parameter 'num_bucket' (did you mean 'num_buckets'?); valid: ...``;

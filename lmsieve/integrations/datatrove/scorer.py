@@ -8,7 +8,7 @@ so a document gets the same score everywhere -- and writes ``doc.metadata[score_
 :class:`~lmsieve.integrations.datatrove.filter.LmsieveFilter`'s job.
 
 Which selector: e.g. DSIR (Xie et al., *Data Selection for Language Models via Importance
-Resampling*, NeurIPS 2023) fitted with ``lmsieve.api.fit_selector`` and saved with
+Resampling*, NeurIPS 2023) fitted with ``lmsieve.selection.scoring.fit_selector`` and saved with
 ``Selector.save``; pass the object or the saved directory.
 """
 from __future__ import annotations

@@ -19,7 +19,8 @@ from lmsieve.selectors.base import Selector
 def threshold_for_fraction(selector: Selector, sample, fraction: float) -> float:
     """The score threshold that keeps ``fraction`` of ``sample`` (a table, DataFrame, list of str or
     path) under a top-k ranking; raises if that keeps nothing."""
-    from lmsieve.api import load_pool, run_selection
+    from lmsieve.selection.inputs import load_pool
+    from lmsieve.selection.sample import run_selection
     from lmsieve.sampling.select import Budget
 
     if not 0 < fraction <= 1:

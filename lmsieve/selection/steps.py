@@ -1,4 +1,4 @@
-"""The resumable steps of ``lmsieve select``: fit → score → sample, each recorded in a run directory.
+"""The resumable steps of a selection run: fit → score → sample, each recorded in a run directory.
 
 Loading (and validating) the inputs always runs: its file checksums are part of the run key.
 Writing the output always runs too: it is cheap next to fitting and scoring, and it is what makes
@@ -25,7 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lmsieve.api import Selection, fit_and_score, fit_selector, make_selector, run_selection, score_table
+from lmsieve.selection.inputs import make_selector
+from lmsieve.selection.sample import Selection, run_selection
+from lmsieve.selection.scoring import fit_and_score, fit_selector, score_table
 from lmsieve.io.parquet import write_table
 from lmsieve.io.runs import RunDir, run_root
 from lmsieve.schemas.document import ID
@@ -37,9 +39,10 @@ INDICES = "selection.parquet"
 
 
 def run_config(method: str, params: dict, *, seed: int, budget, ranking: str | None, temperature: float | None,
-               pool_files, target_files, extra: dict | None = None) -> dict:
-    """Everything that determines a selection; its hash names the run directory. Paths are left
-    out (moving the inputs keeps the key), file order is kept (it fixes the row order)."""
+               pool: list, target: list, extra: dict | None = None) -> dict:
+    """Everything that determines a selection; its hash names the run directory. ``pool`` /
+    ``target``: ``[sha256, rows]`` per input file (or table). Paths are left out (moving the
+    inputs keeps the key), file order is kept (it fixes the row order)."""
     from lmsieve import __version__
 
     sel = make_selector(method, **params)
@@ -48,14 +51,15 @@ def run_config(method: str, params: dict, *, seed: int, budget, ranking: str | N
         "params": sel.fingerprint_params(), "seed": seed, "budget": budget.to_dict(),
         "ranking": ranking or sel.default_ranking,
         "temperature": sel.default_temperature if temperature is None else temperature,
-        "pool": [[f.sha256, f.rows] for f in pool_files], "target": [[f.sha256, f.rows] for f in target_files],
+        "pool": [list(x) for x in pool], "target": [list(x) for x in target],
         **(extra or {}),
     }
 
 
-def open_run(out_dir: str, config: dict, resume: bool = True) -> RunDir:
-    """The run directory for ``config`` under ``OUT/.lmsieve-runs`` (disabled for remote outputs)."""
-    root = run_root(out_dir)
+def open_run(out_dir: str | None, config: dict, resume: bool = True) -> RunDir:
+    """The run directory for ``config`` under ``OUT/.lmsieve-runs`` (disabled for remote outputs
+    and for runs without an output directory)."""
+    root = run_root(out_dir) if out_dir is not None else None
     return RunDir(root or "", config, resume=resume, enabled=root is not None,
                   echo=lambda msg: print(f"lmsieve select: {msg}", file=sys.stderr))
 
@@ -105,16 +109,19 @@ def _load_indices(d: str) -> np.ndarray:
 
 def fit_score_sample(run: RunDir, method: str, params: dict, target, pool: pa.Table, budget, *, seed: int,
                      ranking: str | None, temperature: float, progress: bool = False,
-                     screen=None) -> tuple[Selector, Selection]:
-    """(fitted selector, selection): the API's fit, score and sampling, skipping recorded steps.
+                     screen=None, pool_sample=None) -> tuple[Selector, Selection]:
+    """(fitted selector, selection): fit, score and sample, skipping recorded steps.
 
     ``screen(pool, scores, eligible) -> (pool, scores, eligible)`` runs between scoring and
-    sampling (bad documents: :func:`lmsieve.api.drop_nonfinite`); the selection is over its pool."""
+    sampling (bad documents: :func:`lmsieve.selection.inputs.drop_nonfinite`); the selection is
+    over its pool. ``pool_sample``: fit on it instead of the pool (DSIR's raw distribution)."""
     ids = pool.column(ID)
     one_pass = {}
 
     def fit() -> Selector:
         sel = make_selector(method, **params)
+        if pool_sample is not None:
+            return fit_selector(sel, target, pool=pool_sample)
         if hasattr(sel, "fit_score"):  # featurize the pool once for both steps
             sel, s, e = fit_and_score(method, target, pool, progress=progress, **params)
             one_pass["score"] = (s, e)
