@@ -58,5 +58,10 @@ def test_beam_mixture_equals_lmsieve_mix(tmp_path, extra):
     assert got.equals(ref_rows.cast(got.schema))
     assert m["counts"]["components"] == ref["counts"]["components"]
     assert m["counts"]["selected"] == ref["counts"]["selected"] and m["counts"]["input"] == 1500
+    # one manifest builder: the same keys and counts, each runner's own details under "runner"
+    assert m["counts"] == ref["counts"] and m["command"] == ref["command"] == "mix"
+    assert set(m) == set(ref) and {k for e in m["inputs"]["pool"] for k in e} == {k for e in ref["inputs"]["pool"]
+                                                                                  for k in e}
+    assert m["runner"]["engine"] == "apache-beam" and ref["runner"] == {"engine": "in-process"}
     assert json.loads((tmp_path / "beam" / "manifest.json").read_text())["outputs"] == m["outputs"]
     assert not list((tmp_path / "beam").glob(".tmp-beam-*"))

@@ -34,30 +34,19 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from lmsieve.cli.common import one_or_many
-    from lmsieve.eval.harness import run_eval, summarize
-    from lmsieve.eval.proxy import ProxyEval
-    from lmsieve.eval.report import markdown_table, write_report
-    from lmsieve.io.inputs import load_docs
-
-    from lmsieve.cli.common import check_out, column_kw, keep_log
+    from lmsieve.cli.common import check_out, column_kw, keep_log, one_or_many
+    from lmsieve.eval.evaluate import evaluate
+    from lmsieve.eval.report import markdown_table
 
     check_out(args.out, "dir", example="eval.md, eval.json, plots")
-    pool, _ = load_docs(one_or_many(args.pool), name="pool", **column_kw(args))
-    target, _ = load_docs(one_or_many(args.target), name="target", **column_kw(args, target=True))
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    proxy = ProxyEval(steps=args.proxy_steps, eval_every=max(1, args.proxy_steps // 6)) if args.proxy_steps > 0 else None
-    seeds = list(range(args.seeds))
     keep_log(args.out)
-    runs = run_eval(pool, target, methods, args.budget_chars, seeds, proxy=proxy,
-                    max_target_examples=args.max_target_examples, decontaminate=not args.no_decontaminate,
-                    progress=lambda msg: print(msg, file=sys.stderr, flush=True))
-    rows = summarize(runs)
-    meta = {"pool": args.pool, "target": args.target, "methods": methods, "budget_chars": args.budget_chars,
-            "seeds": seeds, "proxy_steps": args.proxy_steps, "max_target_examples": args.max_target_examples,
-            "decontaminate": not args.no_decontaminate,
-            "proxy_tokens": proxy.tokens if proxy else 0}
-    paths = write_report(args.out, runs, rows, meta)
-    print(markdown_table(rows))
-    print("wrote " + ", ".join(paths.values()))
+    tcols = column_kw(args, target=True)
+    res = evaluate(one_or_many(args.pool), one_or_many(args.target),
+                   [m.strip() for m in args.methods.split(",") if m.strip()], args.budget_chars, out=args.out,
+                   seeds=args.seeds, proxy_steps=args.proxy_steps, max_target_examples=args.max_target_examples,
+                   decontaminate=not args.no_decontaminate, **column_kw(args),
+                   target_text_column=tcols["text_column"], target_id_column=tcols["id_column"],
+                   progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(markdown_table(res.rows))
+    print("wrote " + ", ".join(res.paths.values()))
     return 0

@@ -119,7 +119,7 @@ def mix(spec, out: str | None = None, pool=None, decontaminate=None) -> tuple[pa
     from lmsieve.io.inputs import load_docs
     from lmsieve.io.output import RunOutput
     from lmsieve.io.parquet import write_table
-    from lmsieve.schemas.manifest import build_manifest
+    from lmsieve.schemas.manifest import mixture_manifest
 
     src = pool if pool is not None else spec.pool
     if src is None or (isinstance(src, (tuple, list)) and not src):
@@ -145,11 +145,11 @@ def mix(spec, out: str | None = None, pool=None, decontaminate=None) -> tuple[pa
     if decon is not None:
         dc = decon.account({"rejected": 0}, dflags, rows.column("id").to_pylist())
         counts.update({k: v for k, v in dc.items() if k != "rejected"})
-    manifest = build_manifest(command="mix", method="mixture", params=spec.to_dict(), seed=spec.seed,
-                              selection={"unit": spec.unit, "budget": spec.budget, "ranking": spec.ranking,
-                                         "redistribute": spec.redistribute},
-                              inputs={"pool": [f.to_dict() for f in files]}, counts=counts,
-                              outputs=[{"path": SHARD, "rows": rows.num_rows}])
+    manifest = mixture_manifest(params=spec.to_dict(), seed=spec.seed,
+                                selection={"unit": spec.unit, "budget": spec.budget, "ranking": spec.ranking,
+                                           "redistribute": spec.redistribute},
+                                inputs={"pool": [f.to_dict() for f in files]}, counts=counts,
+                                outputs=[{"path": SHARD, "rows": rows.num_rows}], runner={"engine": "in-process"})
     if out is not None:
         with RunOutput(out) as ro:
             write_table(rows, ro.path(SHARD))

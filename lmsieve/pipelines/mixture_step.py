@@ -214,7 +214,7 @@ def run_mixture_step(mixture: dict, options=None) -> dict:
     from lmsieve.pipelines.features_job import plan_shards, waits
     from lmsieve.pipelines.options import make_options
     from lmsieve.pipelines.selection_job import MANIFEST, remove_killed_tmp
-    from lmsieve.schemas.manifest import build_manifest
+    from lmsieve.schemas.manifest import input_entry, mixture_manifest
 
     spec: MixtureSpec = mixture["spec"]
     out = mixture["out"]
@@ -224,11 +224,13 @@ def run_mixture_step(mixture: dict, options=None) -> dict:
     remove_killed_tmp(out)
     tmp_dir = fileio.join(out, f".tmp-beam-{uuid.uuid4().hex[:12]}")
     fileio.makedirs(tmp_dir)
-    base = build_manifest(command="beam-mix", method="mixture", params=spec.to_dict(), seed=spec.seed,
-                          selection={"unit": spec.unit, "budget": spec.budget, "ranking": spec.ranking,
-                                     "redistribute": spec.redistribute},
-                          inputs={"pool": [s.to_input() for s in shards]}, counts={}, outputs=[])
-    base["pipeline"] = {"engine": "apache-beam", "beam": beam.__version__}
+    base = mixture_manifest(params=spec.to_dict(), seed=spec.seed,
+                            selection={"unit": spec.unit, "budget": spec.budget, "ranking": spec.ranking,
+                                       "redistribute": spec.redistribute},
+                            inputs={"pool": [input_entry(s.path, s.rows, s.bytes, None) for s in shards]},
+                            counts={}, outputs=[],
+                            runner={"engine": "apache-beam", "beam": beam.__version__,
+                                    "pool_fingerprints": [s.fingerprint for s in shards]})
     opts = options if options is not None else make_options()
     p = beam.Pipeline(options=opts)
     build_mixture_pipeline(p, spec, shards, out, tmp_dir, base)

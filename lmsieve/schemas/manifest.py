@@ -103,3 +103,12 @@ def selection_manifest(*, method: str, params: dict, seed: int, budget: dict, ra
                        inputs=inputs, counts=counts, outputs=outputs)
     m["runner"] = runner
     return m
+
+
+def mixture_manifest(*, params: dict, seed: int, selection: dict, inputs: dict[str, list[dict]], counts: dict,
+                     outputs: list[dict], runner: dict) -> dict:
+    """The manifest of a sampled mixture (``lmsieve mix`` in-process, or the Beam ``[mixture]`` step)."""
+    m = build_manifest(command="mix", method="mixture", params=params, seed=seed, selection=selection,
+                       inputs=inputs, counts=counts, outputs=outputs)
+    m["runner"] = runner
+    return m
