@@ -318,7 +318,7 @@ def _validate_features(f: dict, selection: dict | None, has_target: bool, src) -
                        src) from None
         own = f.get(name) if isinstance(f.get(name), dict) else \
             (selection or {}).get("params", {}) if (selection or {}).get("method") == name else {}
-        if name == "dsir" and not own.get("fitted"):  # window mode: windows of the text, fitted in-process
+        if name == "dsir" and own.get("unit") == "window" and not own.get("fitted"):  # fit in-process first
             raise _err("selection.params.fitted", "DSIR with unit = 'window' scores windows of each document's "
                        "text in the features job: fit it in-process first (lmsieve select --method dsir --param "
                        "unit=window ... --save-fitted DIR) and give params = {fitted = \"DIR\"}", src)
