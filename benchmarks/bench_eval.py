@@ -46,8 +46,12 @@ def combined_table(results: list[dict]) -> list[dict]:
     return out
 
 
-def mode_params(methods: list[str], device: str) -> dict[str, dict]:
-    """``method_params`` for the labelled short-target modes (``dsir-window`` -> dsir, unit=window)."""
+def mode_params(methods: list[str], device: str, embed_model: str | None = None,
+                knn_store: bool = False, batch_size: int = 0) -> dict[str, dict]:
+    """``method_params`` for the labelled short-target modes (``dsir-window`` -> dsir, unit=window);
+    knn modes also get ``embed_model`` when given, and with ``knn_store`` the window-embedding
+    store ``bench_short_targets.py`` uses (``benchmarks/out/knn_store/<mode>``), so the pool is
+    embedded once for all targets and seeds (and not again after that script)."""
     from bench_short_targets import MODES
 
     out = {}
@@ -56,6 +60,12 @@ def mode_params(methods: list[str], device: str) -> dict[str, dict]:
             out[m] = {"method": MODES[m][0], **MODES[m][1]}
         if MODES.get(m, (m,))[0] == "knn":
             out.setdefault(m, {"method": "knn"})["device"] = device
+            if embed_model:
+                out[m]["embed_model"] = embed_model
+            if knn_store:
+                out[m]["store"] = str(OUT / "knn_store" / m)
+            if batch_size:
+                out[m]["batch_size"] = batch_size
     return out
 
 
@@ -72,6 +82,13 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N pool documents")
     ap.add_argument("--quick", action="store_true", help="2,000 documents, 1 seed, 60 proxy steps")
     ap.add_argument("--device", default="cpu", help="knn embedding device: auto, cpu or cuda")
+    ap.add_argument("--knn-batch-size", type=int, default=0, metavar="N",
+                    help="knn embedding batch size (default: knn's, 64; larger on a GPU)")
+    ap.add_argument("--embed-model", default=None, metavar="PATH",
+                    help="knn embedding model (a sentence-transformers directory); default: knn's packaged MiniLM")
+    ap.add_argument("--knn-store", action="store_true",
+                    help="keep knn window embeddings in benchmarks/out/knn_store/<mode> (shared with "
+                         "bench_short_targets.py): the pool is embedded once, not per target and seed")
     ap.add_argument("--out", default="eval.json", help="JSON file name under benchmarks/out/")
     a = ap.parse_args()
     if a.quick:
@@ -101,7 +118,7 @@ def main() -> None:
         target = pq.read_table(SHARED / "targets" / f"{name}.parquet", columns=["id", "text", "domain"])
         t0 = time.perf_counter()
         runs = run_eval(pool, target, methods, budget, seeds, proxy=proxy, max_target_examples=a.max_target_examples,
-                        method_params=mode_params(methods, a.device),
+                        method_params=mode_params(methods, a.device, a.embed_model, a.knn_store, a.knn_batch_size),
                         progress=lambda msg, n=name: print(f"[{time.perf_counter() - t_all:7.0f}s] {n} {msg}",
                                                            flush=True))
         rows = summarize(runs)

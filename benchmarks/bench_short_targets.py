@@ -53,6 +53,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N pool documents (all modes)")
     ap.add_argument("--slow-limit", type=int, default=2000, help="pool cap for zipfit/knn modes (0 = whole pool)")
     ap.add_argument("--device", default="cpu", help="knn embedding device: auto, cpu or cuda")
+    ap.add_argument("--knn-batch-size", type=int, default=0, metavar="N",
+                    help="knn embedding batch size (default: knn's, 64; larger on a GPU)")
+    ap.add_argument("--embed-model", default=None, metavar="PATH",
+                    help="knn embedding model (a sentence-transformers directory); default: knn's packaged MiniLM")
     ap.add_argument("--out", default="short_targets.json")
     a = ap.parse_args()
     if a.device == "cpu":
@@ -87,6 +91,10 @@ def main() -> None:
             params = dict(params)
             if method == "knn":  # window embeddings stored once, reused by the other targets
                 params.update(device=a.device, store=str(OUT / "knn_store" / mode))
+                if a.embed_model:
+                    params["embed_model"] = a.embed_model
+                if a.knn_batch_size:
+                    params["batch_size"] = a.knn_batch_size
             pool = base.slice(0, a.slow_limit) if (mode in SLOW and a.slow_limit) else base
             t0 = time.perf_counter()
             try:

@@ -19,15 +19,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_resume import Killed, kill_inside, output_bytes
+from test_resume import Killed, calls, kill_inside, output_bytes  # noqa: F401  (calls: a fixture)
 
 import lmsieve
 from lmsieve.data import sample_path
 from lmsieve.cli.main import main
 from lmsieve.io.runs import RUNS_DIR
-from lmsieve.selection import steps
-from lmsieve.selectors.dsir import DSIR
-from lmsieve.selectors.zipfit import ZipFit
 
 CLI_DIR = Path(lmsieve.__file__).parent / "cli"
 
@@ -99,24 +96,6 @@ def test_api_score_file_equals_cli_score_file(files, tmp_path):
         assert a.read_bytes() == b.read_bytes()
     t = pq.read_table(tmp_path / "api.parquet")
     assert np.array_equal(s[~np.isnan(s)], t.column("score").to_numpy()) and len(s) == t.num_rows + 2
-
-
-@pytest.fixture
-def calls(monkeypatch):
-    n = {"fit": 0, "fit_score": 0, "score": 0, "sample": 0}
-
-    def counting(key, fn):
-        def wrapper(*a, **kw):
-            n[key] += 1
-            return fn(*a, **kw)
-        return wrapper
-
-    for cls in (DSIR, ZipFit):
-        monkeypatch.setattr(cls, "fit", counting("fit", cls.fit))
-        monkeypatch.setattr(cls, "score_and_mask", counting("score", cls.score_and_mask))
-    monkeypatch.setattr(DSIR, "fit_score", counting("fit_score", DSIR.fit_score))
-    monkeypatch.setattr(steps, "run_selection", counting("sample", steps.run_selection))
-    return n
 
 
 @pytest.mark.parametrize("method", ["zipfit", "dsir"])
