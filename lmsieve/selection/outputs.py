@@ -13,6 +13,8 @@ from lmsieve.selection.sample import Selection
 from lmsieve.selectors.base import Selector
 
 SCORES_FILE = "scores.parquet"
+#: The manifest's ``runner`` of an in-process run (the Beam job writes its own settings there).
+RUNNER = {"engine": "in-process"}
 
 
 def run_counts(res: Selection, q: Quarantine) -> dict:
@@ -32,8 +34,6 @@ def write_selection(out_dir: str, sel: Selector, res: Selection, q: Quarantine, 
                     target_inputs: list[dict], decon=None, dflags=None, drecord=None,
                     temperature: float | None = None) -> tuple[dict, str]:
     """Write the run's files into ``out_dir`` (by rename, manifest last); (manifest, its path)."""
-    from lmsieve.selection.run import RUNNER
-
     pool = res.table
     mask = np.zeros(pool.num_rows, dtype=bool)
     mask[res.indices] = True
@@ -63,4 +63,4 @@ def write_selection(out_dir: str, sel: Selector, res: Selection, q: Quarantine, 
     return manifest, path
 
 
-__all__ = ["SCORES_FILE", "run_counts", "write_selection"]
+__all__ = ["RUNNER", "SCORES_FILE", "run_counts", "write_selection"]

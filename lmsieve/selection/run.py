@@ -30,12 +30,10 @@ from lmsieve.schemas.document import ID, TEXT
 from lmsieve.schemas.errors import ConfigError
 from lmsieve.schemas.quarantine import DEFAULT_MAX_DOC_BYTES, Quarantine
 from lmsieve.selection.inputs import drop_nonfinite, load_pool, report_quarantine, table_digest
+from lmsieve.selection.outputs import write_selection
 from lmsieve.selection.sample import Selection
 from lmsieve.selection.steps import fit_score_sample, open_run, run_config
 from lmsieve.selectors.base import Selector
-
-RUNNER = {"engine": "in-process"}
-
 
 @dataclass
 class SelectResult:
@@ -142,12 +140,10 @@ def select_run(docs, method: str, target, budget: Budget, *, params: dict | None
             if not given_q:
                 report_quarantine(q, False)
             return SelectResult(res, sel)
-        from lmsieve.selection.outputs import write_selection
-
         manifest, path = write_selection(out, sel, res, q, policy, pool_inputs, target_inputs, decontaminate,
                                          dflags, drecord, temperature)
     run_dir.prune_others()
     return SelectResult(res, sel, manifest, path)
 
 
-__all__ = ["RUNNER", "SelectResult", "select_run"]
+__all__ = ["SelectResult", "select_run"]
