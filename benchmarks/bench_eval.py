@@ -28,6 +28,8 @@ from _common import OUT, SHARED, machine, peak_rss_mb, print_table, write_json  
 def fmt(row: dict, key: str, digits: int) -> str:
     if key not in row:
         return "n/a"
+    if row.get("seeds", 1) < 2:  # one seed: no spread to show
+        return f"{row[key]:.{digits}f}"
     return f"{row[key]:.{digits}f} ± {row.get(key + '_std', 0.0):.{digits}f}"
 
 

@@ -172,6 +172,29 @@ def test_window_mode_routing_params_and_save_load(tmp_path):
     assert not cls(fitted=str(d)).needs_pool_sample
 
 
+def test_per_ngram_dsir_ranks_top_k_by_default(tmp_path):
+    """DSIR's per-n-gram score is a mean log ratio, not a log importance weight: no Gumbel noise by
+    default (paper DSIR keeps its importance resampling); the choice survives save/load and the
+    API selection with the default ranking is the deterministic top-k."""
+    import lmsieve
+
+    cls = get_selector_class("dsir")
+    assert cls().default_ranking == "gumbel" and cls(unit="window").default_ranking == "gumbel"
+    assert cls(per_ngram=True).default_ranking == "topk" and cls(unit="window", per_ngram=True).default_ranking == "topk"
+    target = pa.table({"id": [f"t{i}" for i in range(len(TARGETS))], "text": TARGETS})
+    pool = _pool(random.Random(7))
+    sel = fit_selector("dsir", target, pool, unit="window", window=300, per_ngram=True, num_buckets=2048)
+    assert Selector.load(sel.save(tmp_path / "fit")).default_ranking == "topk"
+    picked = lmsieve.select(pool, "dsir", target, keep=5, unit="window", window=300, per_ngram=True,
+                            num_buckets=2048).column("id").to_pylist()
+    s = sel.score(pool)
+    order = np.lexsort((np.arange(len(s)), -s))[:5]
+    assert sorted(picked) == sorted(pool.column("id").take(pa.array(order)).to_pylist())
+    for seed in (1, 2):  # deterministic: the seed only breaks ties
+        assert lmsieve.select(pool, "dsir", target, keep=5, seed=seed, unit="window", window=300, per_ngram=True,
+                              num_buckets=2048).column("id").to_pylist() == picked
+
+
 @pytest.mark.parametrize("method,params", [("dsir", {"num_buckets": 2048, "per_ngram": True}), ("zipfit", {})])
 def test_window_mode_api_equals_beam_through_fitted_dir(method, params, tmp_path):
     """Fitted once in-process and saved; the Beam features job scores per unit from ``fitted=DIR``

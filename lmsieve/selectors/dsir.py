@@ -18,7 +18,10 @@ or deterministic top-k. Follows the reference package ``data-selection`` (p-lamb
   for the next).
 
 ``per_ngram=True`` (not the paper's; for ``unit="window"``, :mod:`lmsieve.selectors.windows`)
-divides the log weight by the document's n-gram count.
+divides the log weight by the document's n-gram count. That score is no longer a log importance
+weight, so resampling it with Gumbel noise is not DSIR's importance resampling, and the noise
+swamps its small range (eval harness, heldout_code_python at a 2% budget: Gumbel 0.15 precision);
+its default ranking is therefore deterministic top-k (``ranking="gumbel"`` still asks for noise).
 
 Weights stay in log space (issue #12 in the reference repo: weights span 1e-52 … 1e40).
 """
@@ -71,6 +74,8 @@ class DSIR(Selector):
             **({"per_ngram": True} if per_ngram else {}),  # not the paper's: listed only when on
         )
         self.featurizer = HashedNgramFeaturizer(num_buckets=num_buckets, ngrams=ngrams)
+        if per_ngram:  # a mean log ratio, not a log importance weight: no resampling noise by default
+            self.default_ranking = "topk"
 
     # -- fitting --------------------------------------------------------------------------------
     @property

@@ -123,7 +123,7 @@ class WindowSelector(Selector):
         self.name = inner_cls.name
         self.input_columns = (TEXT,)
         self.higher_is_better = inner_cls.higher_is_better
-        self.default_ranking = inner_cls.default_ranking
+        self.default_ranking = self.inner.default_ranking  # DSIR per_ngram: topk
         self.execution_params = inner_cls.execution_params
         self.needs_pool_sample = fitted is None and inner_cls.needs_pool_sample
         all_params = {**self.inner.get_params(), "unit": "window", **win}
